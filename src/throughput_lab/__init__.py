@@ -1,0 +1,57 @@
+"""throughput_lab: run an Azure Functions Python app under the worker's concurrency model.
+
+Everything a notebook needs is importable from here.
+"""
+
+from .app_loader import AppLoadError, FunctionInfo, index_app, load_app
+from .app_settings import (
+    DEFAULT_THREADS,
+    HOST_INJECTED_THREADS,
+    LEGACY_DEFAULT_THREADS,
+    MAX_PROCESSES,
+    PROCESS_COUNT_SETTING,
+    THREAD_COUNT_SETTING,
+    UPSTREAM_URL_SETTING,
+    SettingError,
+    available_cores,
+    default_executor_threads,
+    python_default_threads,
+    thread_count_from_setting,
+)
+from .host import Host, WorkerDiedError
+from .invocation import HttpRequestFields, InvocationRecord
+from .lab import Lab, RunHandle, RunResult, find_app
+from .metrics import Ideal, Summary, ideal_throughput, percentile
+from .upstream import Upstream
+
+__all__ = [
+    "DEFAULT_THREADS",
+    "HOST_INJECTED_THREADS",
+    "LEGACY_DEFAULT_THREADS",
+    "MAX_PROCESSES",
+    "PROCESS_COUNT_SETTING",
+    "THREAD_COUNT_SETTING",
+    "UPSTREAM_URL_SETTING",
+    "AppLoadError",
+    "FunctionInfo",
+    "Host",
+    "HttpRequestFields",
+    "Ideal",
+    "InvocationRecord",
+    "Lab",
+    "RunHandle",
+    "RunResult",
+    "SettingError",
+    "Summary",
+    "Upstream",
+    "WorkerDiedError",
+    "available_cores",
+    "default_executor_threads",
+    "find_app",
+    "ideal_throughput",
+    "index_app",
+    "load_app",
+    "percentile",
+    "python_default_threads",
+    "thread_count_from_setting",
+]

@@ -1,0 +1,103 @@
+"""An invocation crossing the host-worker boundary: plain fields out, plain fields back.
+
+``azure.functions.HttpRequest`` cannot be pickled, so the host sends plain fields and the
+worker builds the request object, which is also where the real worker decodes it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import azure.functions as func
+
+# One clock for host and workers: CLOCK_MONOTONIC (Linux), mach time (macOS) and QPC
+# (Windows) are system-wide, so timestamps from different processes compare.
+clock = time.monotonic
+
+
+@dataclass
+class HttpRequestFields:
+    """What the host sends to a worker for an HTTP-triggered invocation."""
+
+    method: str = "GET"
+    route: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    route_params: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def to_request(self) -> func.HttpRequest:
+        query = f"?{urlencode(self.params)}" if self.params else ""
+        return func.HttpRequest(
+            method=self.method,
+            url=f"http://127.0.0.1/api/{self.route}{query}",
+            headers=self.headers,
+            params=self.params,
+            route_params=self.route_params,
+            body=self.body,
+        )
+
+
+@dataclass
+class HttpResponseFields:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_return(cls, value: Any) -> HttpResponseFields:
+        """Encode a function's return value, as the worker does for an HTTP output."""
+        if isinstance(value, func.HttpResponse):
+            headers = dict(value.headers)
+            headers.setdefault("Content-Type", f"{value.mimetype}; charset={value.charset}")
+            return cls(value.status_code, value.get_body(), headers)
+        if isinstance(value, str):
+            return cls(200, value.encode(), {"Content-Type": "text/plain; charset=utf-8"})
+        if isinstance(value, bytes):
+            return cls(200, value, {"Content-Type": "application/octet-stream"})
+        if value is None:
+            return cls(204)
+        raise TypeError(f"an HTTP function returned {type(value).__name__}, not HttpResponse")
+
+
+@dataclass
+class InvocationRecord:
+    """One invocation, timed. Times are ``clock()`` seconds, comparable across processes."""
+
+    invocation_id: int
+    function: str
+    worker: int = -1  # index of the worker process, -1 for a URL target
+    pid: int = 0
+    thread: str = ""
+    dispatched: float = 0.0  # host sent it
+    started: float = 0.0  # user code began (for ``def``: a pool thread picked it up)
+    ended: float = 0.0  # user code returned or raised
+    completed: float = 0.0  # host received the response
+    cpu_ms: float = 0.0  # CPU time of the user code (its thread, its coroutine's steps)
+    longest_step_ms: float = 0.0  # ``async def``: longest stretch it held the event loop
+    status: int = 0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400 and not self.error
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.completed - self.dispatched) * 1e3
+
+    @property
+    def queue_ms(self) -> float:
+        return max(0.0, self.started - self.dispatched) * 1e3 if self.started else 0.0
+
+    @property
+    def run_ms(self) -> float:
+        return (self.ended - self.started) * 1e3 if self.started else 0.0
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.update(ok=self.ok, latency_ms=self.latency_ms, queue_ms=self.queue_ms, run_ms=self.run_ms)
+        return row

@@ -1,0 +1,90 @@
+"""Closed-loop load: keep C invocations in flight until N are done (or time is up).
+
+A closed loop is how a fixed number of users behaves: each sends its next request when
+the last one is answered. By Little's law its throughput is C / latency, which is why
+every measurement here has an ideal to be compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from .host import Host, WorkerDiedError
+from .invocation import HttpRequestFields, InvocationRecord, clock
+
+Send = Callable[[int], Awaitable[InvocationRecord]]
+
+
+def host_sender(
+    host: Host, function: str, request: HttpRequestFields, timeout_s: float | None = None
+) -> Send:
+    """Invocations of ``function`` through ``host``; a reply later than ``timeout_s`` is an error."""
+
+    async def send(index: int) -> InvocationRecord:
+        dispatched = clock()
+        try:
+            future = host.invoke(function, request)
+            record, _ = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+            return record
+        except (WorkerDiedError, asyncio.TimeoutError) as exc:
+            why = str(exc) or f"no reply within {timeout_s:g} s"
+            return InvocationRecord(
+                index, function, dispatched=dispatched, completed=clock(), status=500, error=why
+            )
+
+    return send
+
+
+def url_sender(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Send:
+    """GET ``url`` over HTTP, e.g. a deployed function app."""
+
+    async def send(index: int) -> InvocationRecord:
+        record = InvocationRecord(index, url, dispatched=clock())
+        try:
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                record.status = response.status
+                if response.status >= 400:
+                    record.error = f"HTTP {response.status} {response.reason}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            record.status, record.error = 599, f"{type(exc).__name__}: {exc}"
+        record.completed = clock()
+        return record
+
+    return send
+
+
+async def closed_loop(
+    send: Send,
+    concurrency: int,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    on_record: Callable[[InvocationRecord], None] | None = None,
+) -> tuple[list[InvocationRecord], float]:
+    """Run the loop; returns the records and the elapsed seconds of the measured window."""
+    if requests is None and duration_s is None:
+        raise ValueError("give a number of requests or a duration")
+    records: list[InvocationRecord] = []
+    counter = itertools.count()
+    started = clock()
+    deadline = started + duration_s if duration_s is not None else None
+
+    async def user() -> None:
+        while True:
+            index = next(counter)
+            if requests is not None and index >= requests:
+                return
+            if deadline is not None and clock() >= deadline:
+                return
+            record = await send(index)
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+
+    users = max(1, concurrency if requests is None else min(concurrency, requests))
+    await asyncio.gather(*(user() for _ in range(users)))
+    return records, clock() - started

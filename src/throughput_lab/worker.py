@@ -1,0 +1,84 @@
+"""The Azure Functions Python worker's concurrency model, in one screen.
+
+One worker process has ONE asyncio event loop. Every invocation the host sends becomes its
+own task on that loop, so invocations overlap and the worker sets no cap on how many.
+- ``async def`` functions are awaited right on the loop: while one blocks (``time.sleep``,
+  ``requests.get``, a CPU loop), every invocation in this process waits.
+- plain ``def`` functions run on ONE ThreadPoolExecutor per process, sized by the app
+  setting PYTHON_THREADPOOL_THREAD_COUNT. Request decoding and response encoding stay on
+  the loop thread.
+- the loop's default executor, used by ``run_in_executor(None, ...)``, is left alone: it is
+  asyncio's own pool, not the one the app setting sizes.
+Sources: azure-functions-python-worker ``dispatcher.py`` and ``utils/threadpool.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Mapping
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .app_loader import FunctionInfo
+from .app_settings import THREAD_COUNT_SETTING, thread_count_from_setting
+from .instrument import LoopLagProbe, StepTimer
+from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
+
+
+class Worker:
+    def __init__(
+        self,
+        functions: dict[str, FunctionInfo],
+        timeout_s: float | None = None,
+        app_settings: Mapping[str, str] = os.environ,
+    ):
+        self.functions = functions
+        self.timeout_s = timeout_s
+        setting = thread_count_from_setting(app_settings.get(THREAD_COUNT_SETTING))
+        self.pool = ThreadPoolExecutor(max_workers=setting, thread_name_prefix="worker-pool")
+        self.threads: int = self.pool._max_workers  # what max_workers=None resolved to
+        self.lag = LoopLagProbe()
+
+    async def invoke(self, record: InvocationRecord, request: HttpRequestFields) -> HttpResponseFields:
+        fn = self.functions[record.function]
+        req = request.to_request()  # decoded on the loop thread, as the worker does
+        kwargs = {fn.trigger_param: req} if fn.trigger_param else {}
+        try:
+            if fn.is_async:
+                call = self._run_async(fn, kwargs, record)
+            else:
+                loop = asyncio.get_running_loop()
+                call = loop.run_in_executor(self.pool, self._run_sync, fn, kwargs, record)
+            result = await asyncio.wait_for(call, self.timeout_s)
+            return HttpResponseFields.from_return(result)
+        except asyncio.TimeoutError:
+            record.error = f"FunctionTimeout: {fn.name} ran longer than {self.timeout_s:g} s"
+        except Exception as exc:  # the function failed: a 500 for this request only
+            record.error = f"{type(exc).__name__}: {exc}"
+        record.ended = record.ended or clock()
+        return HttpResponseFields(500, record.error.encode())
+
+    async def _run_async(self, fn: FunctionInfo, kwargs: dict, record: InvocationRecord) -> Any:
+        record.started, record.thread = clock(), threading.current_thread().name
+        timer = StepTimer(fn.func(**kwargs))
+        try:
+            return await timer
+        finally:
+            record.ended = clock()
+            record.cpu_ms, record.longest_step_ms = timer.cpu_s * 1e3, timer.longest_step_s * 1e3
+
+    def _run_sync(self, fn: FunctionInfo, kwargs: dict, record: InvocationRecord) -> Any:
+        record.started, record.thread = clock(), threading.current_thread().name
+        cpu0 = time.thread_time()
+        try:
+            return fn.func(**kwargs)
+        finally:
+            record.ended = clock()
+            record.cpu_ms = (time.thread_time() - cpu0) * 1e3
+
+    def close(self) -> None:
+        self.lag.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,142 @@
+"""A worker's side of the host-worker channel: receive invocations, answer with results.
+
+Started by the host as ``python -m throughput_lab.worker_process`` (a fresh interpreter,
+as ``spawn`` would, so nothing of a multi-threaded parent such as a notebook kernel is
+forked). Messages are pickled tuples on a ``multiprocessing.connection`` channel:
+
+host -> worker: ("invoke", InvocationRecord, HttpRequestFields) | ("stats",) | ("stop",)
+worker -> host: ("ready", info) | ("load_error", text) | ("result", record, response)
+                | ("stats", info)
+
+Like the real worker's gRPC thread, a reader thread receives messages and hands them to
+the event loop; the loop itself only ever runs invocations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Mapping
+from multiprocessing.connection import Client, Connection
+from typing import Any
+
+from .app_loader import AppLoadError, FunctionInfo, load_app
+from .invocation import HttpRequestFields, InvocationRecord
+from .worker import Worker
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # psutil missing or not permitted: report nothing rather than fail
+        return 0
+
+
+async def serve(
+    conn: Connection,
+    functions: dict[str, FunctionInfo],
+    timeout_s: float | None,
+    app_settings: Mapping[str, str] = os.environ,
+) -> None:
+    """Run invocations from ``conn`` until the host says stop or goes away."""
+    loop = asyncio.get_running_loop()
+    worker = Worker(functions, timeout_s, app_settings)
+    worker.lag.start()
+    stopped = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(record: InvocationRecord, request: HttpRequestFields) -> None:
+        response = await worker.invoke(record, request)
+        record.pid, record.status = os.getpid(), response.status
+        conn.send(("result", record, response))
+
+    def handle(message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "invoke":
+            task = loop.create_task(run(message[1], message[2]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        elif kind == "stats":
+            conn.send(
+                ("stats", {
+                    "pid": os.getpid(),
+                    "max_loop_lag_ms": worker.lag.reset() * 1e3,
+                    "cpu_s": time.process_time(),
+                    "rss_bytes": _peak_rss_bytes(),
+                    "threads": threading.active_count(),
+                })
+            )
+        else:
+            stopped.set()
+
+    def receive() -> None:
+        try:
+            while True:
+                loop.call_soon_threadsafe(handle, conn.recv())
+        except (EOFError, OSError):  # the host closed the channel or died
+            pass
+        finally:
+            try:
+                loop.call_soon_threadsafe(stopped.set)
+            except RuntimeError:  # loop already closed
+                pass
+
+    conn.send(("ready", {
+        "pid": os.getpid(),
+        "threads": worker.threads,
+        "functions": [f.describe() for f in functions.values()],
+        "python": sys.version.split()[0],
+    }))
+    threading.Thread(target=receive, name="host-channel", daemon=True).start()
+    try:
+        await stopped.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        worker.close()
+
+
+def run_worker_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a worker's loop to the end without waiting for threads stuck in user code.
+
+    ``asyncio.run`` would join the default executor's threads; ``loop.close()`` does not.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        loop.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    # The host stops workers in order; a terminal's Ctrl-C is the host's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="worker %(process)d: %(message)s")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--timeout", type=float, default=None)
+    args = parser.parse_args(argv)
+    host, port, key = sys.stdin.readline().split()
+    conn = Client((host, int(port)), authkey=bytes.fromhex(key))
+    try:
+        functions = load_app(args.app)
+    except AppLoadError as exc:
+        conn.send(("load_error", str(exc)))
+        conn.close()
+        os._exit(0)
+    run_worker_loop(serve(conn, functions, args.timeout))
+    # Pool threads may still be blocked in user code (requests.get, time.sleep):
+    # a normal interpreter exit would wait for them.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
