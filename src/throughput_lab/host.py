@@ -204,6 +204,7 @@ class Host:
                 except TimeoutError:
                     continue
                 sock.setblocking(True)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see worker_process
                 conn = Connection(sock.detach())
                 deliver_challenge(conn, key)
                 answer_challenge(conn, key)

@@ -56,8 +56,8 @@ def ideal_throughput(
 @dataclass
 class Summary:
     function: str
-    processes: int
-    threads: int
+    processes: int | None  # None when measuring a URL: the remote settings are unknown
+    threads: int | None
     concurrency: int
     requests: int
     ok: int
@@ -88,17 +88,22 @@ class Summary:
             f"{self.function}: {self.throughput_rps:.1f} req/s "
             f"(ideal {self.ideal_rps:.1f}, {self.efficiency:.0%}; limit: {self.bottleneck}), "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
-            f"{self.errors} errors - {self.processes} process(es) x {self.threads} threads, "
-            f"{self.concurrency} in flight"
+            f"{self.errors} errors - {self.settings_text()}{self.concurrency} in flight"
         )
+
+    def settings_text(self) -> str:
+        if self.processes is None:
+            return ""
+        return f"{self.processes} process(es) x {self.threads} threads, "
+
 
 
 def summarize(
     records: Sequence[InvocationRecord],
     *,
     function: str,
-    processes: int,
-    threads: int,
+    processes: int | None,
+    threads: int | None,
     concurrency: int,
     elapsed_s: float,
     startup_s: float,

@@ -1,0 +1,92 @@
+"""Measure a live HTTP endpoint, such as a deployed function app, with the same closed loop.
+
+The function key comes from the environment variable ``FUNCTION_KEY`` (sent as
+``x-functions-key``) and is never printed. Against an address that is not loopback the
+load is bounded by default, and what will be sent is said before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import statistics
+import sys
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .invocation import InvocationRecord
+from .load import closed_loop, url_sender
+from .metrics import Summary, ideal_throughput, summarize
+
+REMOTE_MAX_REQUESTS = 200
+REMOTE_MAX_DURATION_S = 60.0
+KEY_VARIABLE = "FUNCTION_KEY"
+
+
+class UnreachableError(RuntimeError):
+    """The endpoint could not be reached at all."""
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--url must be an http:// or https:// address, got {url!r}")
+
+
+async def bench_url(
+    url: str,
+    concurrency: int,
+    requests: int | None,
+    duration_s: float | None,
+    on_record: Callable[[InvocationRecord], None] | None = None,
+    timeout_s: float = 30.0,
+) -> Summary:
+    """Warm up and time three GETs alone, then run the closed loop against ``url``."""
+    headers = {"x-functions-key": os.environ[KEY_VARIABLE]} if os.environ.get(KEY_VARIABLE) else {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    client_timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+        send = url_sender(session, url, headers)
+        first = await send(-1)
+        if first.status == 599:
+            raise UnreachableError(f"cannot reach {url}: {first.error}")
+        alone = [await send(-2 - i) for i in range(3)]
+        service_s = statistics.median(r.latency_ms for r in alone) / 1e3
+        records, elapsed = await closed_loop(send, concurrency, requests, duration_s, on_record)
+    return summarize(
+        records, function=url, processes=None, threads=None, concurrency=concurrency,
+        elapsed_s=elapsed, startup_s=0.0, ideal=ideal_throughput(concurrency, service_s),
+        service_s=service_s,
+    )
+
+
+def plan_remote_load(
+    url: str, requests: int | None, duration_s: float | None, asked: bool
+) -> tuple[int | None, float | None]:
+    """Bound the load on a non-loopback address unless the user asked for more, and say so."""
+    if not is_loopback(url) and not asked:
+        requests = min(requests or REMOTE_MAX_REQUESTS, REMOTE_MAX_REQUESTS)
+        duration_s = min(duration_s or REMOTE_MAX_DURATION_S, REMOTE_MAX_DURATION_S)
+    what = f"{requests} requests" if requests is not None else "requests"
+    limit = f" for at most {duration_s:g} s" if duration_s is not None else ""
+    key = f", with the key from ${KEY_VARIABLE}" if os.environ.get(KEY_VARIABLE) else ""
+    print(f"Sending {what}{limit} to {url}{key}.", file=sys.stderr)
+    return requests, duration_s
+
+
+def run_bench_url(url: str, concurrency: int, requests: int | None, duration_s: float | None,
+                  on_record: Callable[[InvocationRecord], None] | None = None) -> Summary:
+    return asyncio.run(bench_url(url, concurrency, requests, duration_s, on_record))
