@@ -119,7 +119,9 @@ def _import_script(script: Path) -> Any:
         spec.loader.exec_module(module)
     except BaseException as exc:
         sys.modules.pop("function_app", None)
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(folder)]
+        frames = [
+            f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(folder)
+        ]
         where = f" ({Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else ""
         raise AppLoadError(
             f"{script} failed to import: {type(exc).__name__}: {exc}{where}"
@@ -142,7 +144,9 @@ def load_app(folder: str | Path) -> dict[str, FunctionInfo]:
     if not apps:
         raise AppLoadError(f"{script} defines no azure.functions.FunctionApp object")
     if len(apps) > 1:
-        raise AppLoadError(f"{script} defines {len(apps)} FunctionApp objects; the worker needs one")
+        raise AppLoadError(
+            f"{script} defines {len(apps)} FunctionApp objects; the worker needs one"
+        )
     return index_app(apps[0])
 
 

@@ -57,9 +57,7 @@ def thread_count_from_setting(value: str | None) -> int | None:
     try:
         count = int(value)
     except ValueError:
-        log.warning(
-            "%s must be an integer; got %r, using the default", THREAD_COUNT_SETTING, value
-        )
+        log.warning("%s must be an integer; got %r, using the default", THREAD_COUNT_SETTING, value)
         return DEFAULT_THREADS
     if count < 1:
         log.warning("%s must be at least 1; got %d, using the default", THREAD_COUNT_SETTING, count)
@@ -74,7 +72,9 @@ def effective_threads(setting: int | None) -> int:
 
 def check_threads_flag(threads: int | None) -> int | None:
     """A thread count a user asked for explicitly: anything below 1 is an error."""
-    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or int(threads) != threads or threads < 1
+    ):
         raise SettingError(
             f"{THREAD_COUNT_SETTING} (threads) must be a whole number >= 1, got {threads!r}"
         )
@@ -83,8 +83,10 @@ def check_threads_flag(threads: int | None) -> int | None:
 
 def check_processes(processes: int) -> int:
     """A worker process count a user asked for explicitly: 1-10, the host's limit."""
-    if isinstance(processes, bool) or int(processes) != processes or not (
-        MIN_PROCESSES <= processes <= MAX_PROCESSES
+    if (
+        isinstance(processes, bool)
+        or int(processes) != processes
+        or not (MIN_PROCESSES <= processes <= MAX_PROCESSES)
     ):
         raise SettingError(
             f"{PROCESS_COUNT_SETTING} (processes) must be {MIN_PROCESSES}-{MAX_PROCESSES} "

@@ -73,22 +73,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     def app_options(p: argparse.ArgumentParser, threads_list: bool = False) -> None:
         p.add_argument("--app", default="sample_functions", help="function app folder")
-        p.add_argument("--processes", type=_int_list if threads_list else int,
-                       help=f"worker processes (default: ${PROCESS_COUNT_SETTING} or 1)")
-        p.add_argument("--threads", type=_int_list if threads_list else int,
-                       help="PYTHON_THREADPOOL_THREAD_COUNT (default: the environment's, "
-                            "else the worker's default)")
-        p.add_argument("--upstream-delay-ms", type=float, default=100.0,
-                       help="delay of the embedded upstream (default 100)")
-        p.add_argument("--timeout", type=float, help="function timeout in seconds "
-                       "(default: functionTimeout in host.json, else 30)")
+        p.add_argument(
+            "--processes",
+            type=_int_list if threads_list else int,
+            help=f"worker processes (default: ${PROCESS_COUNT_SETTING} or 1)",
+        )
+        p.add_argument(
+            "--threads",
+            type=_int_list if threads_list else int,
+            help="PYTHON_THREADPOOL_THREAD_COUNT (default: the environment's, "
+            "else the worker's default)",
+        )
+        p.add_argument(
+            "--upstream-delay-ms",
+            type=float,
+            default=100.0,
+            help="delay of the embedded upstream (default 100)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            help="function timeout in seconds (default: functionTimeout in host.json, else 30)",
+        )
 
     def load_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight")
         p.add_argument("--requests", type=_positive_int, help="requests in total")
         p.add_argument("--duration", type=float, help="seconds to run instead of a count")
-        p.add_argument("--param", type=_param, action="append", default=[],
-                       help="query parameter NAME=VALUE for the function (repeatable)")
+        p.add_argument(
+            "--param",
+            type=_param,
+            action="append",
+            default=[],
+            help="query parameter NAME=VALUE for the function (repeatable)",
+        )
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = commands.add_parser("bench", help="measure one function, or a live URL")
@@ -154,9 +172,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
     on_record, bar = _progress(requests)
     with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab, bar:
-        result = lab.run(args.function, processes=processes, threads=args.threads,
-                         concurrency=args.concurrency, requests=requests,
-                         duration_s=args.duration, params=dict(args.param), on_record=on_record)
+        result = lab.run(
+            args.function,
+            processes=processes,
+            threads=args.threads,
+            concurrency=args.concurrency,
+            requests=requests,
+            duration_s=args.duration,
+            params=dict(args.param),
+            on_record=on_record,
+        )
     _emit(result.summary, args.json)
     return 0
 
@@ -174,9 +199,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
         for processes in processes_list:
             for threads in threads_list:
-                result = lab.run(args.function, processes=processes, threads=threads,
-                                 concurrency=args.concurrency, requests=requests,
-                                 duration_s=args.duration, params=dict(args.param))
+                result = lab.run(
+                    args.function,
+                    processes=processes,
+                    threads=threads,
+                    concurrency=args.concurrency,
+                    requests=requests,
+                    duration_s=args.duration,
+                    params=dict(args.param),
+                )
                 summaries.append(result.summary)
                 if not args.json:
                     print(result.summary.line(), flush=True)
@@ -189,9 +220,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _table(summaries: Sequence[Summary]) -> str:
     rows = [("processes", "threads", "req/s", "ideal", "p50 ms", "p95 ms", "errors")]
-    rows += [(str(s.processes), str(s.threads), f"{s.throughput_rps:.1f}", f"{s.ideal_rps:.1f}",
-              f"{s.latency_ms['p50']:.0f}", f"{s.latency_ms['p95']:.0f}", str(s.errors))
-             for s in summaries]
+    rows += [
+        (
+            str(s.processes),
+            str(s.threads),
+            f"{s.throughput_rps:.1f}",
+            f"{s.ideal_rps:.1f}",
+            f"{s.latency_ms['p50']:.0f}",
+            f"{s.latency_ms['p95']:.0f}",
+            str(s.errors),
+        )
+        for s in summaries
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
@@ -203,10 +243,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_threads_flag(args.threads)
     app = _app(args.app)
     timeout = args.timeout or function_timeout_s(app) or DEFAULT_TIMEOUT_S
-    with Upstream(args.upstream_delay_ms) as upstream, Host(
-        app, processes=processes, threads=args.threads, timeout_s=timeout,
-        app_settings={"UPSTREAM_URL": upstream.url},
-    ) as host:
+    with (
+        Upstream(args.upstream_delay_ms) as upstream,
+        Host(
+            app,
+            processes=processes,
+            threads=args.threads,
+            timeout_s=timeout,
+            app_settings={"UPSTREAM_URL": upstream.url},
+        ) as host,
+    ):
         try:
             asyncio.run(serve(host, args.port))
         except OSError as exc:

@@ -103,7 +103,9 @@ class Host:
         self.functions: dict[str, dict[str, Any]] = {}
         self.startup_s = 0.0
         # invocation id -> (worker index, future of its result)
-        self._pending: dict[int, tuple[int, Future[tuple[InvocationRecord, HttpResponseFields]]]] = {}
+        self._pending: dict[
+            int, tuple[int, Future[tuple[InvocationRecord, HttpResponseFields]]]
+        ] = {}
         self._stats: queue.Queue[dict[str, Any]] = queue.Queue()
         self._ids = itertools.count()
         self._round_robin = itertools.count()
@@ -233,7 +235,9 @@ class Host:
     def _await_ready(self, worker: WorkerProcess, deadline: float) -> None:
         while not worker.conn.poll(0.1):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker {worker.index} not ready after {self.start_timeout_s:g} s")
+                raise TimeoutError(
+                    f"worker {worker.index} not ready after {self.start_timeout_s:g} s"
+                )
         kind, info = worker.conn.recv()
         if kind == "load_error":
             raise AppLoadError(info)
@@ -284,8 +288,14 @@ class Host:
         """Describe an indexed HTTP function (an error lists the known ones)."""
         infos = {
             n: FunctionInfo(
-                name=n, func=print, is_async=f["is_async"], trigger_param=None, is_http=f["is_http"],
-                route=f["route"], methods=tuple(f["methods"]), auth_level=f["auth_level"],
+                name=n,
+                func=print,
+                is_async=f["is_async"],
+                trigger_param=None,
+                is_http=f["is_http"],
+                route=f["route"],
+                methods=tuple(f["methods"]),
+                auth_level=f["auth_level"],
             )
             for n, f in self.functions.items()
         }
@@ -326,7 +336,9 @@ class Host:
             pass
         if not self._closed:
             tail = "; ".join(worker.stderr_tail) or "no message"
-            self._fail_pending(worker.index, f"worker {worker.index} (pid {worker.pid}) ended: {tail}")
+            self._fail_pending(
+                worker.index, f"worker {worker.index} (pid {worker.pid}) ended: {tail}"
+            )
 
     def _fail_pending(self, index: int | None, why: str) -> None:
         for invocation_id, (worker_index, future) in list(self._pending.items()):

@@ -99,5 +99,7 @@ class InvocationRecord:
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
-        row.update(ok=self.ok, latency_ms=self.latency_ms, queue_ms=self.queue_ms, run_ms=self.run_ms)
+        row.update(
+            ok=self.ok, latency_ms=self.latency_ms, queue_ms=self.queue_ms, run_ms=self.run_ms
+        )
         return row

@@ -158,25 +158,39 @@ class Lab:
         """A running host with these settings: the open one if it matches, else a new one."""
         self.upstream.start()
         settings = {UPSTREAM_URL_SETTING: self.upstream.url}
-        key = (processes, threads, id(handler) if handler else self.app.resolve(),
-               frozenset(cpu_affinity or ()))
+        key = (
+            processes,
+            threads,
+            id(handler) if handler else self.app.resolve(),
+            frozenset(cpu_affinity or ()),
+        )
         if self._host is not None and self._host_key == key and not self._host.closed:
             return self._host
         self._close_host()
         if handler is not None:
             # An in-process worker reads app settings from this process's environment.
             os.environ[UPSTREAM_URL_SETTING] = self.upstream.url
-            functions = (index_app(handler) if isinstance(handler, func.FunctionApp)
-                         else {handler.__name__: FunctionInfo.from_callable(handler)})
+            functions = (
+                index_app(handler)
+                if isinstance(handler, func.FunctionApp)
+                else {handler.__name__: FunctionInfo.from_callable(handler)}
+            )
             timeout = self.timeout_s or DEFAULT_TIMEOUT_S
-            host = Host(functions=functions, threads=threads, app_settings=settings,
-                        timeout_s=timeout)
+            host = Host(
+                functions=functions, threads=threads, app_settings=settings, timeout_s=timeout
+            )
         else:
             if not self.app.is_dir():
                 raise AppLoadError(f"function app folder not found: {self.app}")
             timeout = self.timeout_s or function_timeout_s(self.app) or DEFAULT_TIMEOUT_S
-            host = Host(self.app, processes=processes, threads=threads, app_settings=settings,
-                        timeout_s=timeout, cpu_affinity=cpu_affinity)
+            host = Host(
+                self.app,
+                processes=processes,
+                threads=threads,
+                app_settings=settings,
+                timeout_s=timeout,
+                cpu_affinity=cpu_affinity,
+            )
         self._host = host.start()
         self._host_key = key
         return host
@@ -217,13 +231,23 @@ class Lab:
                 raise RuntimeError("a run is already going; wait for it or cancel it first")
             handle = RunHandle(requests)
             self._running = handle
-        run = dict(function=function, handler=handler, processes=processes, threads=threads,
-                   concurrency=concurrency, requests=requests, duration_s=duration_s,
-                   upstream_delay_ms=upstream_delay_ms, params=params or {},
-                   body=body.encode() if isinstance(body, str) else body,
-                   cpu_affinity=cpu_affinity, on_record=on_record)
-        threading.Thread(target=self._run_thread, args=(handle, run), name="lab-run",
-                         daemon=True).start()
+        run = dict(
+            function=function,
+            handler=handler,
+            processes=processes,
+            threads=threads,
+            concurrency=concurrency,
+            requests=requests,
+            duration_s=duration_s,
+            upstream_delay_ms=upstream_delay_ms,
+            params=params or {},
+            body=body.encode() if isinstance(body, str) else body,
+            cpu_affinity=cpu_affinity,
+            on_record=on_record,
+        )
+        threading.Thread(
+            target=self._run_thread, args=(handle, run), name="lab-run", daemon=True
+        ).start()
         return handle
 
     def run(self, function: str | None = None, **options: Any) -> RunResult:
@@ -277,8 +301,9 @@ class Lab:
         if upstream_delay_ms is not None:
             self.upstream.delay_ms = upstream_delay_ms
         method = "GET" if "GET" in info.methods or not info.methods else info.methods[0]
-        request = HttpRequestFields(method=method, route=info.route or function,
-                                    params=params, body=body)
+        request = HttpRequestFields(
+            method=method, route=info.route or function, params=params, body=body
+        )
         timeout = (host.timeout_s or DEFAULT_TIMEOUT_S) + 5.0
         send = host_sender(host, function, request, timeout)
 
@@ -303,9 +328,16 @@ class Lab:
         cores = min(available_cores(), len(cpu_affinity)) if cpu_affinity else available_cores()
         ideal = ideal_throughput(concurrency, service_s, slots, cores, cpu_s)
         summary = summarize(
-            records, function=function, processes=processes, threads=host.threads,
-            concurrency=concurrency, elapsed_s=elapsed, startup_s=host.startup_s, ideal=ideal,
-            service_s=service_s, worker_stats=worker_stats,
+            records,
+            function=function,
+            processes=processes,
+            threads=host.threads,
+            concurrency=concurrency,
+            elapsed_s=elapsed,
+            startup_s=host.startup_s,
+            ideal=ideal,
+            service_s=service_s,
+            worker_stats=worker_stats,
             upstream_peak=self.upstream.stats.peak_in_flight,
         )
         return RunResult(summary, records, worker_stats)

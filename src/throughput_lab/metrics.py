@@ -97,7 +97,6 @@ class Summary:
         return f"{self.processes} process(es) x {self.threads} threads, "
 
 
-
 def summarize(
     records: Sequence[InvocationRecord],
     *,
@@ -130,8 +129,10 @@ def summarize(
         elapsed_s=elapsed_s,
         throughput_rps=throughput,
         startup_s=startup_s,
-        latency_ms={q: percentile(latencies, n) for q, n in
-                    (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
+        latency_ms={
+            q: percentile(latencies, n)
+            for q, n in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+        },
         ideal_rps=ideal.rps,
         efficiency=throughput / ideal.rps if ideal.rps and math.isfinite(ideal.rps) else 0.0,
         bottleneck=ideal.bottleneck,

@@ -67,8 +67,14 @@ async def bench_url(
         service_s = statistics.median(r.latency_ms for r in alone) / 1e3
         records, elapsed = await closed_loop(send, concurrency, requests, duration_s, on_record)
     return summarize(
-        records, function=url, processes=None, threads=None, concurrency=concurrency,
-        elapsed_s=elapsed, startup_s=0.0, ideal=ideal_throughput(concurrency, service_s),
+        records,
+        function=url,
+        processes=None,
+        threads=None,
+        concurrency=concurrency,
+        elapsed_s=elapsed,
+        startup_s=0.0,
+        ideal=ideal_throughput(concurrency, service_s),
         service_s=service_s,
     )
 
@@ -87,6 +93,11 @@ def plan_remote_load(
     return requests, duration_s
 
 
-def run_bench_url(url: str, concurrency: int, requests: int | None, duration_s: float | None,
-                  on_record: Callable[[InvocationRecord], None] | None = None) -> Summary:
+def run_bench_url(
+    url: str,
+    concurrency: int,
+    requests: int | None,
+    duration_s: float | None,
+    on_record: Callable[[InvocationRecord], None] | None = None,
+) -> Summary:
     return asyncio.run(bench_url(url, concurrency, requests, duration_s, on_record))

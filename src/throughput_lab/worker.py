@@ -42,7 +42,9 @@ class Worker:
         self.threads: int = self.pool._max_workers  # what max_workers=None resolved to
         self.lag = LoopLagProbe()
 
-    async def invoke(self, record: InvocationRecord, request: HttpRequestFields) -> HttpResponseFields:
+    async def invoke(
+        self, record: InvocationRecord, request: HttpRequestFields
+    ) -> HttpResponseFields:
         fn = self.functions[record.function]
         req = request.to_request()  # decoded on the loop thread, as the worker does
         kwargs = {fn.trigger_param: req} if fn.trigger_param else {}

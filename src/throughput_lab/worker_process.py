@@ -67,13 +67,16 @@ async def serve(
             task.add_done_callback(tasks.discard)
         elif kind == "stats":
             conn.send(
-                ("stats", {
-                    "pid": os.getpid(),
-                    "max_loop_lag_ms": worker.lag.reset() * 1e3,
-                    "cpu_s": time.process_time(),
-                    "rss_bytes": _peak_rss_bytes(),
-                    "threads": threading.active_count(),
-                })
+                (
+                    "stats",
+                    {
+                        "pid": os.getpid(),
+                        "max_loop_lag_ms": worker.lag.reset() * 1e3,
+                        "cpu_s": time.process_time(),
+                        "rss_bytes": _peak_rss_bytes(),
+                        "threads": threading.active_count(),
+                    },
+                )
             )
         else:
             stopped.set()
@@ -98,12 +101,17 @@ async def serve(
             except RuntimeError:  # loop already closed
                 pass
 
-    conn.send(("ready", {
-        "pid": os.getpid(),
-        "threads": worker.threads,
-        "functions": [f.describe() for f in functions.values()],
-        "python": sys.version.split()[0],
-    }))
+    conn.send(
+        (
+            "ready",
+            {
+                "pid": os.getpid(),
+                "threads": worker.threads,
+                "functions": [f.describe() for f in functions.values()],
+                "python": sys.version.split()[0],
+            },
+        )
+    )
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
         loop.add_reader(conn.fileno(), receive_ready)
