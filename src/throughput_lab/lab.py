@@ -10,6 +10,7 @@ needs) come before it and are reported apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -134,10 +135,8 @@ class Lab:
         """Stop the workers and the upstream."""
         if self._running is not None and not self._running.done():
             self._running.cancel()
-            try:
+            with contextlib.suppress(BaseException):  # its own error is not news here
                 self._running.result(timeout=10)
-            except BaseException:  # the cancelled run's own error is not news here
-                pass
         self._close_host()
         self.upstream.stop()
 
@@ -257,10 +256,8 @@ class Lab:
             return handle.result()
         except KeyboardInterrupt:
             handle.cancel()
-            try:
+            with contextlib.suppress(BaseException):  # cancelled: the expected outcome
                 handle.result(timeout=10)
-            except BaseException:  # it was cancelled: that is the expected outcome
-                pass
             self._close_host()
             raise
 

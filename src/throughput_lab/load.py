@@ -22,7 +22,7 @@ Send = Callable[[int], Awaitable[InvocationRecord]]
 def host_sender(
     host: Host, function: str, request: HttpRequestFields, timeout_s: float | None = None
 ) -> Send:
-    """Invocations of ``function`` through ``host``; a reply later than ``timeout_s`` is an error."""
+    """Invocations of ``function`` through ``host``; a reply after ``timeout_s`` is an error."""
 
     async def send(index: int) -> InvocationRecord:
         dispatched = clock()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -32,13 +33,23 @@ from .invocation import HttpRequestFields, InvocationRecord
 from .worker import Worker
 
 
-def _peak_rss_bytes() -> int:
+def _memory() -> dict[str, int]:
+    """Resident memory now and at its peak, in bytes (0 where the OS does not say)."""
+    memory = {"rss_bytes": 0, "peak_rss_bytes": 0}
     try:
         import psutil
 
-        return int(psutil.Process().memory_info().rss)
+        memory["rss_bytes"] = int(psutil.Process().memory_info().rss)
     except Exception:  # psutil missing or not permitted: report nothing rather than fail
-        return 0
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        memory["peak_rss_bytes"] = peak if sys.platform == "darwin" else peak * 1024
+    except ImportError:  # Windows
+        pass
+    return memory
 
 
 async def serve(
@@ -73,7 +84,7 @@ async def serve(
                         "pid": os.getpid(),
                         "max_loop_lag_ms": worker.lag.reset() * 1e3,
                         "cpu_s": time.process_time(),
-                        "rss_bytes": _peak_rss_bytes(),
+                        **_memory(),
                         "threads": threading.active_count(),
                     },
                 )
@@ -96,10 +107,8 @@ async def serve(
         except (EOFError, OSError):
             pass
         finally:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
                 loop.call_soon_threadsafe(stopped.set)
-            except RuntimeError:  # loop already closed
-                pass
 
     conn.send(
         (

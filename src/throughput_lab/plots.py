@@ -1,0 +1,427 @@
+"""Figures for the workbook: each one shows a measurement next to its ideal.
+
+Colours are the Okabe-Ito palette (readable with every common colour-vision deficiency);
+lines also differ by style and marker, so a figure still reads in grey on a handout.
+Every function takes an optional ``ax`` and returns the figure. Figures are built without
+pyplot's figure manager, so a notebook cell shows one (as a PNG) only when it returns it
+or calls ``display``, never twice, and no GUI backend is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import matplotlib.ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .invocation import InvocationRecord
+from .metrics import Summary, percentile
+
+# Okabe & Ito (2008), "Color Universal Design".
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+}
+MEASURED = OKABE_ITO["blue"]
+IDEAL = OKABE_ITO["orange"]
+WAITING = "#BBBBBB"
+SERIES = [
+    OKABE_ITO[c]
+    for c in (
+        "blue",
+        "vermillion",
+        "bluish green",
+        "reddish purple",
+        "sky blue",
+        "orange",
+        "black",
+        "yellow",
+    )
+]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+X_LABELS = {
+    "threads": "threads per worker process (PYTHON_THREADPOOL_THREAD_COUNT)",
+    "processes": "worker processes (FUNCTIONS_WORKER_PROCESS_COUNT)",
+    "concurrency": "requests in flight",
+    "upstream_delay_ms": "upstream delay (ms)",
+}
+
+
+class WorkbookFigure(Figure):
+    """A matplotlib Figure that a notebook shows as a PNG when a cell returns it."""
+
+    def _repr_png_(self) -> bytes:
+        return png(self)
+
+
+def png(fig: Figure, dpi: int | None = None) -> bytes:
+    """The figure rendered as PNG bytes (Agg; no display needed)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi or fig.dpi)
+    return buffer.getvalue()
+
+
+def figure(
+    size: tuple[float, float] = (7.0, 3.6), ncols: int = 1, nrows: int = 1
+) -> tuple[Figure, Any]:
+    """A figure with its axes (``nrows`` x ``ncols``), shown only when a cell returns it."""
+    fig = WorkbookFigure(figsize=size, dpi=100, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=True)
+
+
+def new_axes(ax: Axes | None, size: tuple[float, float] = (7.0, 3.6)) -> tuple[Figure, Axes]:
+    """The given axes and their figure, or a fresh figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    return figure(size)
+
+
+def _summary(item: Any) -> Summary:
+    return item.summary if hasattr(item, "summary") else item
+
+
+def _records(item: Any) -> list[InvocationRecord]:
+    return list(item.records if hasattr(item, "records") else item)
+
+
+# -- timeline -----------------------------------------------------------------------------
+
+
+def _thread_label(name: str) -> str:
+    if name.startswith("worker-pool_"):
+        return f"thread {name.rsplit('_', 1)[1]}"
+    if name in ("MainThread", "in-process-worker"):
+        return "event loop"
+    return name
+
+
+def _lane_key(record: InvocationRecord) -> tuple[int, int, str]:
+    name = record.thread
+    order = int(name.rsplit("_", 1)[1]) if name.startswith("worker-pool_") else -1
+    return (record.worker, order, name)
+
+
+def _pack(intervals: list[tuple[float, float, InvocationRecord]]) -> list[list[InvocationRecord]]:
+    """Rows in which no two invocations overlap in time (first row that is free)."""
+    rows: list[list[InvocationRecord]] = []
+    row_end: list[float] = []
+    for begin, end, record in sorted(intervals, key=lambda t: t[0]):
+        for i, free_at in enumerate(row_end):
+            if free_at <= begin:
+                rows[i].append(record)
+                row_end[i] = end
+                break
+        else:
+            rows.append([record])
+            row_end.append(end)
+    return rows
+
+
+def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
+    """Invocations over time, one band per lane (worker process x thread).
+
+    A grey bar is the time an invocation waited (sent by the host, its code not yet
+    running: queued for a pool thread, or for a blocked event loop); a coloured bar is
+    its code running, one colour per worker process. Invocations that overlap in one lane
+    (many ``async def`` calls on one event loop) are stacked inside the lane's band.
+    Only the first ``limit`` invocations are drawn, so the picture stays readable.
+    """
+    records = sorted(
+        (r for r in _records(result) if r.started and r.ended), key=lambda r: r.dispatched
+    )[:limit]
+    fig, ax = new_axes(ax, (8.0, 4.0))
+    if not records:
+        ax.text(0.5, 0.5, "no invocations ran", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    t0 = min(r.dispatched for r in records)
+    lanes: dict[tuple[int, int, str], list[InvocationRecord]] = {}
+    for r in records:
+        lanes.setdefault(_lane_key(r), []).append(r)
+    ticks, labels = [], []
+    y = 0.0
+    band = 1.0
+    for key in sorted(lanes, reverse=True):
+        rows = _pack([(r.dispatched, max(r.ended, r.completed), r) for r in lanes[key]])
+        height = band / len(rows)
+        for i, row in enumerate(rows):
+            bottom = y + i * height
+            waits = [(r.dispatched - t0, max(0.0, r.started - r.dispatched)) for r in row]
+            runs = [(r.started - t0, max(r.ended - r.started, 1e-4)) for r in row]
+            colour = SERIES[key[0] % len(SERIES)] if key[0] >= 0 else MEASURED
+            ax.broken_barh(
+                waits, (bottom + 0.15 * height, 0.7 * height), color=WAITING, linewidth=0
+            )
+            ax.broken_barh(runs, (bottom + 0.05 * height, 0.9 * height), color=colour, linewidth=0)
+        ticks.append(y + band / 2)
+        worker, _, thread = key
+        labels.append(f"process {worker}, {_thread_label(thread)}")
+        ax.axhline(y, color="#DDDDDD", linewidth=0.5)
+        y += band * 1.1
+    ax.set_yticks(ticks, labels, fontsize=8 if len(labels) > 12 else 9)
+    ax.set_ylim(-0.1, y)
+    ax.set_xlim(0, max(r.completed for r in records) - t0)
+    ax.set_xlabel("seconds since the first invocation was sent")
+    workers = sorted({k[0] for k in lanes})
+    handles = [Patch(color=WAITING, label="waiting (sent, not running)")]
+    handles += [
+        Patch(color=SERIES[w % len(SERIES)], label=f"running in process {w}") for w in workers[:4]
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+    )
+    shown = f" (first {len(records)})" if len(_records(result)) > len(records) else ""
+    ax.set_title(f"{records[0].function}: invocations per worker lane{shown}", fontsize=10)
+    return fig
+
+
+# -- throughput against a setting ---------------------------------------------------------
+
+
+def throughput_vs(
+    summaries: Iterable[Any],
+    x: str = "threads",
+    ax: Axes | None = None,
+    logx: bool | None = None,
+    label: str | None = None,
+    x_values: Sequence[float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Measured throughput (solid, markers) and its ideal (dashed) against a setting.
+
+    ``x`` is a Summary attribute: "threads", "processes" or "concurrency"; or give the
+    values yourself in ``x_values`` (one per summary; ``x`` then only names the axis).
+    One pair of lines per function, or one pair named ``label``.
+    """
+    items = [_summary(s) for s in summaries]
+    xs_given = list(x_values) if x_values is not None else [getattr(s, x) or 0 for s in items]
+    if len(xs_given) != len(items):
+        raise ValueError(f"{len(xs_given)} x values for {len(items)} summaries")
+    fig, ax = new_axes(ax)
+    groups: dict[str, list[tuple[float, Summary]]] = {}
+    for value, s in zip(xs_given, items, strict=True):
+        groups.setdefault(label or s.function, []).append((value, s))
+    xs_all: list[float] = []
+    for i, (name, pairs) in enumerate(groups.items()):
+        pairs.sort(key=lambda pair: pair[0])
+        xs = [v for v, _ in pairs]
+        group = [s for _, s in pairs]
+        xs_all += xs
+        colour = SERIES[i % len(SERIES)]
+        ax.plot(
+            xs,
+            [s.throughput_rps for s in group],
+            color=colour,
+            marker=MARKERS[i % len(MARKERS)],
+            linewidth=2,
+            label=f"{name}: measured",
+        )
+        ideals = [s.ideal_rps if math.isfinite(s.ideal_rps) else math.nan for s in group]
+        ax.plot(
+            xs,
+            ideals,
+            color=IDEAL if len(groups) == 1 else colour,
+            linestyle="--",
+            linewidth=1.5,
+            label=f"{name}: ideal (Little's law)",
+        )
+    if logx is None:
+        positive = [v for v in xs_all if v > 0]
+        logx = bool(positive) and max(positive) / min(positive) >= 16
+    if logx:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    if xs_all:
+        ax.set_xticks(sorted(set(xs_all)))
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel("throughput (requests/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+# -- latency ------------------------------------------------------------------------------
+
+
+def latency_hist(result: Any, ax: Axes | None = None, bins: int = 30) -> Figure:
+    """How long requests took (host sent -> host got the answer), with p50/p95/p99.
+
+    The dotted line is one invocation alone (the service time measured before the run):
+    everything to its right is time spent waiting behind other invocations.
+    """
+    records = [r for r in _records(result) if r.ok]
+    fig, ax = new_axes(ax)
+    latencies = [r.latency_ms for r in records]
+    if not latencies:
+        ax.text(
+            0.5, 0.5, "no successful invocations", ha="center", va="center", transform=ax.transAxes
+        )
+        return fig
+    ax.hist(latencies, bins=bins, color=MEASURED, alpha=0.85)
+    summary = _summary(result) if hasattr(result, "summary") else None
+    marks = [
+        ("p50", "-", OKABE_ITO["black"]),
+        ("p95", "--", OKABE_ITO["vermillion"]),
+        ("p99", ":", OKABE_ITO["reddish purple"]),
+    ]
+    for name, style, colour in marks:
+        value = percentile(latencies, float(name[1:]))
+        ax.axvline(
+            value, color=colour, linestyle=style, linewidth=1.5, label=f"{name} {value:.0f} ms"
+        )
+    if summary is not None and summary.service_ms > 0:
+        ax.axvline(
+            summary.service_ms,
+            color=IDEAL,
+            linestyle="-.",
+            linewidth=2,
+            label=f"alone {summary.service_ms:.0f} ms",
+        )
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("requests")
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{records[0].function}: latency of {len(latencies)} requests", fontsize=10)
+    return fig
+
+
+# -- a thread x process sweep -------------------------------------------------------------
+
+
+def heatmap(
+    summaries: Iterable[Any], ax: Axes | None = None, value: str = "throughput_rps"
+) -> Figure:
+    """A thread x process sweep: each cell the measured value, with % of ideal under it."""
+    items = [_summary(s) for s in summaries]
+    fig, ax = new_axes(ax, (6.0, 3.8))
+    threads = sorted({s.threads or 0 for s in items})
+    processes = sorted({s.processes or 0 for s in items})
+    grid = [[math.nan] * len(threads) for _ in processes]
+    eff = [[math.nan] * len(threads) for _ in processes]
+    for s in items:
+        i, j = processes.index(s.processes or 0), threads.index(s.threads or 0)
+        grid[i][j] = getattr(s, value)
+        eff[i][j] = s.efficiency
+    image = ax.imshow(grid, cmap="cividis", origin="lower", aspect="auto")
+    finite = [v for row in grid for v in row if math.isfinite(v)]
+    middle = (min(finite) + max(finite)) / 2 if finite else 0
+    for i in range(len(processes)):
+        for j in range(len(threads)):
+            v = grid[i][j]
+            if math.isfinite(v):
+                text = f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+                if math.isfinite(eff[i][j]) and eff[i][j] > 0:
+                    text += f"\n{eff[i][j]:.0%}"
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if v > middle else "white",
+                )
+    ax.set_xticks(range(len(threads)), [str(t) for t in threads])
+    ax.set_yticks(range(len(processes)), [str(p) for p in processes])
+    ax.set_xlabel(X_LABELS["threads"])
+    ax.set_ylabel("worker processes")
+    name = "throughput (requests/s)" if value == "throughput_rps" else value.replace("_", " ")
+    fig.colorbar(image, ax=ax, label=name)
+    ax.set_title(
+        f"{items[0].function if items else ''}: {name} (% = of the ideal)",
+        fontsize=10,
+    )
+    return fig
+
+
+# -- live progress of a run ---------------------------------------------------------------
+
+
+def progress(
+    records: Sequence[InvocationRecord],
+    ax: Axes | None = None,
+    ideal_rps: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Completed invocations over time, and the straight line the ideal rate would draw."""
+    fig, ax = new_axes(ax, (5.0, 3.2))
+    done = sorted(r.completed for r in records if r.completed)
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("requests completed")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if not done:
+        return fig
+    t0 = min(r.dispatched for r in records if r.dispatched)
+    xs = [0.0] + [t - t0 for t in done]
+    ax.step(
+        xs,
+        range(len(xs)),
+        where="post",
+        color=MEASURED,
+        linewidth=2,
+        label=f"measured {len(done) / max(xs[-1], 1e-9):.1f} req/s",
+    )
+    if ideal_rps and math.isfinite(ideal_rps):
+        ax.plot(
+            [0, xs[-1]],
+            [0, ideal_rps * xs[-1]],
+            color=IDEAL,
+            linestyle="--",
+            label=f"ideal {ideal_rps:.1f} req/s",
+        )
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def bars(
+    values: dict[str, float],
+    ax: Axes | None = None,
+    ylabel: str = "",
+    ideal: dict[str, float] | None = None,
+    fmt: str = "{:.1f}",
+) -> Figure:
+    """Named measurements side by side, each with its ideal as a dashed mark if given."""
+    fig, ax = new_axes(ax, (6.0, 3.2))
+    names = list(values)
+    labelled = False
+    ax.bar(names, [values[n] for n in names], color=SERIES[: len(names)] or MEASURED)
+    for i, n in enumerate(names):
+        ax.text(i, values[n], fmt.format(values[n]), ha="center", va="bottom", fontsize=9)
+        if ideal and n in ideal and math.isfinite(ideal[n]):
+            ax.hlines(
+                ideal[n],
+                i - 0.4,
+                i + 0.4,
+                colors=IDEAL,
+                linestyles="--",
+                linewidth=2,
+                label=None if labelled else "ideal",
+            )
+            labelled = True
+    if ideal:
+        ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig

@@ -1,0 +1,325 @@
+"""The control panel: move a setting, press Run, watch throughput against its ideal.
+
+The run itself happens on the lab's own thread (``Lab.start``); the panel only polls its
+handle from a task on the kernel's event loop, so the kernel stays free while it runs:
+other cells execute, and Stop is heard. A notebook run headless drives the very same code
+with ``await panel.run(threads=8)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+
+from . import plots
+from .app_settings import MAX_PROCESSES, PROCESS_COUNT_SETTING, THREAD_COUNT_SETTING
+from .lab import Lab, RunHandle, RunResult
+from .metrics import Summary
+
+
+@dataclass(frozen=True)
+class Control:
+    """One slider: the Lab.start argument it sets, and the platform setting it stands for."""
+
+    name: str
+    description: str
+    tooltip: str
+    low: int
+    high: int
+    step: int = 1
+
+
+CONTROLS = {
+    "threads": Control(
+        "threads",
+        "threads",
+        f"{THREAD_COUNT_SETTING}: threads in each worker process's pool for plain def functions",
+        1,
+        64,
+    ),
+    "processes": Control(
+        "processes",
+        "processes",
+        f"{PROCESS_COUNT_SETTING}: worker processes the host starts (1-{MAX_PROCESSES})",
+        1,
+        MAX_PROCESSES,
+    ),
+    "concurrency": Control(
+        "concurrency",
+        "in flight",
+        "requests in flight: clients that each send the next request when the last is answered",
+        1,
+        256,
+    ),
+    "upstream_delay_ms": Control(
+        "upstream_delay_ms",
+        "upstream ms",
+        "UPSTREAM_URL answers after this many milliseconds (the slow dependency)",
+        0,
+        1000,
+        10,
+    ),
+}
+
+
+class ControlPanel(widgets.VBox):
+    """Sliders for the settings, Run and Stop, a progress bar and a live plot.
+
+    ``controls`` names the sliders shown (keys of ``CONTROLS``); every setting also has a
+    default, used when its slider is not shown. Each run draws completions over time
+    against the ideal rate, and adds a point to the history: throughput against the first
+    control (or ``history_x``).
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        function: str | None = None,
+        *,
+        handler: Callable[..., Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        controls: Sequence[str] = ("threads",),
+        threads: int = 4,
+        processes: int = 1,
+        concurrency: int = 8,
+        upstream_delay_ms: int = 100,
+        requests: int | None = None,
+        duration_s: float | None = 3.0,
+        history_x: str | None = None,
+        limits: Mapping[str, tuple[int, int]] | None = None,
+        refresh_s: float = 0.5,
+    ) -> None:
+        unknown = [c for c in controls if c not in CONTROLS]
+        if unknown:
+            raise ValueError(f"unknown control(s) {unknown}; choose from {list(CONTROLS)}")
+        if function is None and handler is None:
+            raise ValueError("name a function of the app, or give a handler")
+        self.lab = lab
+        self.function = function
+        self.handler = handler
+        self.params = dict(params or {})
+        self.requests = requests
+        self.duration_s = None if requests is not None else duration_s
+        self.refresh_s = refresh_s
+        self.defaults = {
+            "threads": threads,
+            "processes": processes,
+            "concurrency": concurrency,
+            "upstream_delay_ms": upstream_delay_ms,
+        }
+        self.history_x = history_x or (controls[0] if controls else "threads")
+        self.history: list[tuple[dict[str, int], Summary]] = []
+        self.last: RunResult | None = None
+        self._handle: RunHandle | None = None
+        self._stopping = False
+        self._task: asyncio.Future[Any] | None = None
+
+        self.sliders: dict[str, widgets.IntSlider] = {}
+        for name in controls:
+            c = CONTROLS[name]
+            low, high = (limits or {}).get(name, (c.low, c.high))
+            self.sliders[name] = widgets.IntSlider(
+                value=min(max(self.defaults[name], low), high),
+                min=low,
+                max=high,
+                step=c.step,
+                description=c.description,
+                tooltip=c.tooltip,
+                continuous_update=False,
+                style={"description_width": "80px"},
+                layout=widgets.Layout(width="360px"),
+            )
+        self.run_button = widgets.Button(
+            description="Run", icon="play", button_style="success", tooltip="start a run"
+        )
+        self.stop_button = widgets.Button(
+            description="Stop", icon="stop", disabled=True, tooltip="stop the run"
+        )
+        self.progress = widgets.FloatProgress(
+            value=0, min=0, max=1, description="progress", layout=widgets.Layout(width="300px")
+        )
+        self.status = widgets.Label(value="ready: press Run")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.summary = widgets.HTML(value="")
+        self.run_button.on_click(self._on_run)
+        self.stop_button.on_click(lambda _: self.stop())
+        what = function or getattr(handler, "__name__", "handler")
+        super().__init__(
+            [
+                widgets.HTML(f"<b>{html.escape(what)}</b> under load"),
+                widgets.HBox(list(self.sliders.values()), layout=widgets.Layout(flex_flow="wrap")),
+                widgets.HBox([self.run_button, self.stop_button, self.progress, self.status]),
+                self.image,
+                self.summary,
+            ]
+        )
+        self._draw(None, None)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def settings(self) -> dict[str, int]:
+        """What the next run uses: the sliders' values, defaults for the rest."""
+        values = dict(self.defaults)
+        values.update({name: slider.value for name, slider in self.sliders.items()})
+        return values
+
+    def _set_running(self, handle: RunHandle | None) -> None:
+        self._handle = handle
+        self.run_button.disabled = handle is not None
+        self.stop_button.disabled = handle is None
+        for slider in self.sliders.values():
+            slider.disabled = handle is not None
+
+    # -- running -------------------------------------------------------------------------
+
+    def _on_run(self, _button: Any = None) -> None:
+        if self.running:
+            return
+        self._task = asyncio.ensure_future(self._run_quietly())
+
+    async def _run_quietly(self) -> None:
+        try:
+            await self.run()
+        except Exception as exc:  # shown in the panel; a button has nobody to raise to
+            self.status.value = f"failed: {type(exc).__name__}: {exc}"
+
+    async def run(self, **settings: int) -> RunResult | None:
+        """Set sliders from ``settings`` (e.g. ``threads=8``), run, and return the result.
+
+        Returns None if the run was stopped. Await it: ``result = await panel.run()``.
+        """
+        if self.running:
+            raise RuntimeError("a run is already going: wait for it or press Stop")
+        for name, value in settings.items():
+            if name not in self.defaults:
+                raise ValueError(f"unknown setting {name!r}; choose from {list(self.defaults)}")
+            if name in self.sliders:
+                self.sliders[name].value = value
+            else:
+                self.defaults[name] = value
+        values = self.settings()
+        handle = self.lab.start(
+            self.function,
+            handler=self.handler,
+            processes=values["processes"],
+            threads=values["threads"],
+            concurrency=values["concurrency"],
+            upstream_delay_ms=values["upstream_delay_ms"],
+            requests=self.requests,
+            duration_s=self.duration_s,
+            params=self.params,
+        )
+        self._stopping = False
+        self._set_running(handle)
+        self.progress.value = 0
+        self.summary.value = ""
+        began = time.monotonic()
+        try:
+            while not handle.done():
+                self._show_progress(handle, began, values)
+                await asyncio.sleep(self.refresh_s)
+            result = handle.result()
+        except Exception as exc:
+            if self._stopping:
+                self.status.value = "stopped (the next run starts fresh workers)"
+                return None
+            self.status.value = f"failed: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._set_running(None)
+        self.last = result
+        self.history.append((values, result.summary))
+        self.progress.value = 1
+        self.status.value = f"done in {time.monotonic() - began:.1f} s"
+        self.summary.value = f"<code>{html.escape(result.summary.line())}</code>"
+        self._draw(result.records, result.summary)
+        return result
+
+    def stop(self) -> None:
+        """Cancel the run going on, if any; its workers are stopped and restarted next run."""
+        if self._handle is not None:
+            self._stopping = True
+            self.status.value = "stopping..."
+            self._handle.cancel()
+
+    def _show_progress(self, handle: RunHandle, began: float, values: dict[str, int]) -> None:
+        records = list(handle.records)
+        if handle.total:
+            self.progress.value = len(records) / handle.total
+        elif self.duration_s:
+            first = min((r.dispatched for r in records), default=None)
+            if first is not None:
+                self.progress.value = min(1.0, (records[-1].completed - first) / self.duration_s)
+        if not records:
+            self.status.value = f"starting workers... {time.monotonic() - began:.1f} s"
+            return
+        self.status.value = f"{len(records)} requests done"
+        self._draw(records, None, getattr(handle, "ideal", None))
+
+    # -- drawing -------------------------------------------------------------------------
+
+    def _draw(self, records: Any, summary: Summary | None, ideal: Any = None) -> None:
+        fig, (live, past) = plots.figure((9.0, 3.2), ncols=2)
+        values = self.settings()
+        setting = (
+            f"{values['processes']} process(es) x {values['threads']} threads, "
+            f"{values['concurrency']} in flight"
+        )
+        ideal_rps = summary.ideal_rps if summary else getattr(ideal, "rps", None)
+        plots.progress(records or [], ax=live, ideal_rps=ideal_rps, title=f"this run: {setting}")
+        if records and not ideal_rps:
+            live.text(
+                0.98,
+                0.04,
+                "ideal: drawn when the run ends",
+                transform=live.transAxes,
+                ha="right",
+                fontsize=8,
+                color="#555555",
+            )
+        if self.history:
+            xs = [v[self.history_x] for v, _ in self.history]
+            plots.throughput_vs(
+                [s for _, s in self.history],
+                x=self.history_x,
+                ax=past,
+                x_values=xs,
+                logx=False,
+                title="runs so far",
+            )
+        else:
+            past.set_title("runs so far: none yet", fontsize=10)
+            past.set_xlabel(plots.X_LABELS.get(self.history_x, self.history_x))
+            past.set_ylabel("throughput (requests/s)")
+        self.image.value = plots.png(fig, dpi=80)
+
+    # -- for notebooks and tests ---------------------------------------------------------
+
+    def history_frame(self) -> Any:
+        """The runs so far as a pandas DataFrame: settings, throughput, ideal, efficiency."""
+        import pandas as pd
+
+        rows = []
+        for values, s in self.history:
+            rows.append(
+                {
+                    **values,
+                    "throughput_rps": s.throughput_rps,
+                    "ideal_rps": s.ideal_rps if math.isfinite(s.ideal_rps) else None,
+                    "efficiency": s.efficiency,
+                    "p50_ms": s.latency_ms["p50"],
+                    "errors": s.errors,
+                }
+            )
+        return pd.DataFrame(rows)

@@ -1,0 +1,4 @@
+import azure.functions as func
+
+first = func.FunctionApp()
+second = func.FunctionApp()

@@ -1,0 +1,53 @@
+"""Shared fixtures: the engine's test app, and a guard that no worker outlives a test module."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+APPS = TESTS / "apps"
+ENGINE_APP = APPS / "engine_app"
+REPO = TESTS.parent
+SAMPLE_APP = REPO / "sample_functions"
+
+# Every process this test session starts inherits the mark, so a worker of ours can be told
+# from one of another test run on the same machine, even after its parent is gone.
+MARK = "THROUGHPUT_LAB_TEST_SESSION"
+os.environ[MARK] = uuid.uuid4().hex
+
+
+def worker_processes() -> list[psutil.Process]:
+    """Worker processes started by this test session (they run in sessions of their own)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "throughput_lab.worker_process" not in (proc.info.get("cmdline") or []):
+            continue
+        try:
+            if proc.environ().get(MARK) == os.environ[MARK]:
+                found.append(proc)
+        except psutil.Error:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def wait_no_workers(before: set[int], timeout_s: float = 10.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = [p for p in worker_processes() if p.pid not in before]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_orphan_workers():
+    before = {p.pid for p in worker_processes()}
+    yield
+    left = wait_no_workers(before)
+    assert not left, f"worker processes left behind: {[p.pid for p in left]}"

@@ -1,0 +1,91 @@
+"""The engine's timing against the ideals: each case measured/ideal, five runs in a row.
+
+Ratios within one run, never absolute times, so a noisy 2-core machine does not matter.
+Sources for the behaviour modelled: ../shared/docs/platform-facts.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ENGINE_APP
+
+from throughput_lab import Lab, default_executor_threads
+
+pytestmark = pytest.mark.timing
+RUNS = 5
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(ENGINE_APP, upstream_delay_ms=100, timeout_s=30) as lab:
+        yield lab
+
+
+def runs(lab, function, **options):
+    results = [lab.run(function, **options).summary for _ in range(RUNS)]
+    for s in results:
+        print(s.line())
+        assert s.errors == 0, s.error_samples
+    return results
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4, 8])
+def test_sync_throughput_is_threads_over_latency(lab, threads):
+    summaries = runs(
+        lab,
+        "sync_sleep",
+        threads=threads,
+        concurrency=2 * threads,
+        requests=12 * threads,
+        params={"s": "0.05"},
+    )
+    for s in summaries:
+        assert s.bottleneck == "thread pool"
+        assert 0.8 <= s.efficiency <= 1.05, s.line()
+
+
+def test_async_aiohttp_keeps_32_in_flight_on_one_thread(lab):
+    summaries = runs(lab, "aiohttp_io", threads=1, concurrency=32, requests=160)
+    for s in summaries:
+        assert s.efficiency >= 0.6, s.line()
+        assert s.upstream_peak_in_flight >= 24, s.upstream_peak_in_flight
+
+
+@pytest.mark.parametrize(("processes", "threads"), [(1, 1), (1, 16), (2, 4)])
+def test_blocking_async_serializes_each_worker_process(lab, processes, threads):
+    summaries = runs(
+        lab,
+        "blocking_async",
+        processes=processes,
+        threads=threads,
+        concurrency=8,
+        requests=16 * processes,
+        params={"s": "0.05"},
+    )
+    expected = 20.0 * processes  # one time.sleep(0.05) at a time per event loop
+    for s in summaries:
+        assert abs(s.throughput_rps / expected - 1) <= 0.15, s.line()
+        assert s.max_loop_lag_ms >= 30, "the loop-lag probe must see the blocked loop"
+
+
+@pytest.mark.parametrize("threads", [1, 64])
+def test_run_in_executor_none_ignores_the_thread_setting(lab, threads):
+    pool = default_executor_threads()
+    summaries = runs(lab, "executor_io", threads=threads, concurrency=32, requests=6 * pool)
+    for s in summaries:
+        # asyncio's default executor, min(32, cpu + 4) threads, caps the upstream calls
+        assert s.upstream_peak_in_flight == pool, (s.upstream_peak_in_flight, pool)
+        bound = pool / (s.service_ms / 1e3)
+        assert s.throughput_rps <= 1.05 * bound, (s.throughput_rps, bound)
+        assert s.throughput_rps >= 0.7 * bound, (s.throughput_rps, bound)
+
+
+def test_pure_python_cpu_does_not_scale_with_threads_but_with_processes(lab):
+    params = {"n": "1500000"}  # about 70 ms of pure-Python work a call
+    one = runs(lab, "cpu", threads=1, concurrency=4, requests=16, params=params)
+    four = runs(lab, "cpu", threads=4, concurrency=4, requests=16, params=params)
+    two_procs = runs(lab, "cpu", processes=2, threads=1, concurrency=4, requests=32, params=params)
+    for a, b, c in zip(one, four, two_procs, strict=True):
+        assert b.throughput_rps <= 1.25 * a.throughput_rps, (a.line(), b.line())
+        assert c.throughput_rps >= 1.5 * a.throughput_rps, (a.line(), c.line())
+        assert a.cpu_ratio > 0.8, "a pure-Python loop is CPU-bound"

@@ -1,0 +1,139 @@
+"""Cleanup is certain: repeated runs, cancelled runs, a killed host, handlers from a cell."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import psutil
+import pytest
+from conftest import ENGINE_APP, wait_no_workers, worker_processes
+
+from throughput_lab import Host, HttpRequestFields, Lab
+
+
+def resources() -> tuple[int, int, int]:
+    me = psutil.Process()
+    return threading.active_count(), me.num_fds(), len(me.children(recursive=True))
+
+
+def test_fifty_runs_leak_no_threads_files_or_processes():
+    with Lab(ENGINE_APP, upstream_delay_ms=5) as lab:
+        settings = [(1, 2), (2, 1)]  # alternate: every run starts a new host
+        lab.run("noop", processes=1, threads=2, requests=5)
+        baseline = resources()
+        for i in range(50):
+            processes, threads = settings[i % 2]
+            result = lab.run(
+                "aiohttp_io", processes=processes, threads=threads, concurrency=4, requests=8
+            )
+            assert result.summary.ok == 8
+        lab.run("noop", processes=1, threads=2, requests=5)
+        after = resources()
+    assert after[0] <= baseline[0], f"threads grew: {baseline} -> {after}"
+    assert after[1] <= baseline[1] + 2, f"open files grew: {baseline} -> {after}"
+    assert after[2] <= baseline[2], f"child processes grew: {baseline} -> {after}"
+
+
+def test_workers_exit_when_the_host_is_killed(tmp_path):
+    before = {p.pid for p in worker_processes()}
+    script = tmp_path / "host.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import time
+        from throughput_lab import Host
+        host = Host({str(ENGINE_APP)!r}, processes=3).start()
+        print("ready", flush=True)
+        time.sleep(600)
+    """)
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    assert len([p for p in worker_processes() if p.pid not in before]) == 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not wait_no_workers(before, timeout_s=10), "orphaned workers after SIGKILL"
+
+
+def test_cancel_a_background_run_then_run_again():
+    with Lab(ENGINE_APP) as lab:
+        handle = lab.start(
+            "sync_sleep", threads=2, concurrency=4, duration_s=60, params={"s": "0.1"}
+        )
+        deadline = time.monotonic() + 20
+        while handle.completed < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        handle.cancel()
+        with pytest.raises(RuntimeError, match="stopped"):
+            handle.result(timeout=10)
+        assert lab.run("noop", requests=5).summary.ok == 5
+
+
+def test_a_second_run_while_one_is_going_is_refused():
+    with Lab(ENGINE_APP) as lab:
+        handle = lab.start("sync_sleep", requests=4, concurrency=1, params={"s": "0.1"})
+        with pytest.raises(RuntimeError, match="already going"):
+            lab.start("noop")
+        handle.result(timeout=30)
+
+
+def test_works_inside_a_running_event_loop_like_a_notebook_kernel():
+    async def cell():
+        with Lab(ENGINE_APP) as lab:
+            handle = lab.start("async_sleep", concurrency=4, requests=8)
+            beats = 0
+            while not handle.done():  # the caller's loop keeps running meanwhile
+                beats += 1
+                await asyncio.sleep(0.01)
+            result = await handle
+            return result, beats
+
+    result, beats = asyncio.run(cell())
+    assert result.summary.ok == 8 and beats > 5
+
+
+def test_handler_defined_in_a_cell_runs_in_process():
+    async def my_handler(req):
+        await asyncio.sleep(0.05)
+        return "done " + req.params.get("who", "")
+
+    with Lab(ENGINE_APP) as lab:
+        result = lab.run(handler=my_handler, concurrency=8, requests=16, params={"who": "me"})
+    assert result.summary.ok == 16 and result.summary.function == "my_handler"
+    assert {r.pid for r in result.records} == {os.getpid()}
+    assert result.summary.efficiency > 0.7
+
+
+def test_blocking_cell_handler_does_not_block_the_callers_thread():
+    def blocking(req):
+        time.sleep(0.2)
+        return "ok"
+
+    with Lab(ENGINE_APP) as lab:
+        handle = lab.start(handler=blocking, threads=1, concurrency=2, requests=4)
+        started = time.monotonic()
+        assert not handle.done() and time.monotonic() - started < 0.1
+        assert handle.result(timeout=30).summary.ok == 4
+
+
+def test_host_invoke_returns_the_response_and_close_is_idempotent():
+    with Host(ENGINE_APP, processes=2, threads=2) as host:
+        record, response = host.invoke(
+            "echo",
+            HttpRequestFields(method="POST", route="echo", params={"name": "n"}, body=b"payload"),
+        ).result(timeout=10)
+        assert response.status == 200 and response.body == b"payload"
+        assert response.headers["x-name"] == "n"
+        assert record.worker == 0 and record.thread.startswith("worker-pool")
+        second, _ = host.invoke("noop", HttpRequestFields(route="noop")).result(timeout=10)
+        assert second.worker == 1, "round-robin"
+    host.close()
+    with pytest.raises(RuntimeError):
+        host.invoke("noop", HttpRequestFields(route="noop"))
