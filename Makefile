@@ -1,0 +1,69 @@
+# Two commands for a fresh machine (see README.md):
+#   make lab    create .venv, install the workbook, open JupyterLab at the first notebook
+#   make test   create .venv, install the workbook with its test extras, lint, run every test
+#
+# Options: make lab PYTHON=python3.12 PORT=8890    make test PYTEST_ARGS="-k environment"
+
+PYTHON ?= python3
+PORT ?= 8888
+NOTEBOOK ?= notebooks/00_start_here.ipynb
+PYTEST_ARGS ?=
+
+VENV := .venv
+VPY := $(VENV)/bin/python
+LINT_PATHS := $(wildcard src tests sample_functions notebooks)
+# JupyterLab refuses to run as root unless told to (containers, CI, some workshop VMs).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
+# The test install: the workbook with its test and browser extras.
+TEST_SPEC := ".[test,browser]"
+NO_NEWS := "@jupyterlab/apputils-extension:announcements"
+
+# Run a command with its output kept in $(VENV)/install.log; print all of it if it fails.
+quietly = if ! $(1) >$(VENV)/install.log 2>&1; then \
+	cat $(VENV)/install.log >&2; \
+	printf 'make: FAILED: %s (its output is above, and in $(VENV)/install.log)\n' \
+		'$(subst ','\'',$(strip $(1)))' >&2; \
+	exit 1; fi
+
+.PHONY: help lab test clean
+
+help:
+	@echo "make lab    install into $(VENV) and open JupyterLab at $(NOTEBOOK)"
+	@echo "make test   install into $(VENV) with the test extras, run ruff, then pytest"
+	@echo "make clean  remove $(VENV) (start over, e.g. after changing PYTHON)"
+
+lab: $(VENV)/.installed-lab
+	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
+
+test: $(VENV)/.installed-test
+	$(VPY) -m ruff check $(LINT_PATHS)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV)
+
+$(VPY):
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 10) <= v <= (3, 12); \
+		ok or print("make: Python 3.10-3.12 is needed (the versions azure-functions 1.x supports);", \
+		"$(PYTHON) is %d.%d. Try: make $(MAKECMDGOALS) PYTHON=python3.11" % v, file=sys.stderr); \
+		sys.exit(not ok)'
+	$(PYTHON) -m venv $(VENV)
+
+# Upgrade pip, then one pip call for everything (pip is slow to start and to resolve).
+# A stamp per install; editing pyproject.toml reinstalls.
+$(VENV)/.installed-lab: pyproject.toml | $(VPY)
+	@if [ $(VENV)/.installed-test -nt pyproject.toml ]; then touch $@; exit 0; fi; \
+	echo "Installing the workbook into $(VENV) (quiet: pip's output is shown only on failure)"; \
+	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
+	$(call quietly,$(VPY) -m pip install -e .) && \
+	$(call quietly,$(VENV)/bin/jupyter labextension disable $(NO_NEWS)) && \
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VPY)
+	@echo "Installing the workbook with its test and browser extras into $(VENV) (quiet)"; \
+	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
+	$(call quietly,$(VPY) -m pip install -e $(TEST_SPEC)) && \
+	$(call quietly,$(VENV)/bin/jupyter labextension disable $(NO_NEWS)) && \
+	touch $@

@@ -1,0 +1,246 @@
+"""The ways in agree: pyproject.toml, environment.yml, binder/, README.md and .ci/run.
+
+No conda solver can run here, so these checks are what keeps the conda and Binder
+environments honest: the same packages as pyproject.toml's runtime dependencies, with the
+same version ranges, under their conda-forge names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = ROOT / "pyproject.toml"
+ENVIRONMENT = ROOT / "environment.yml"
+BINDER_ENVIRONMENT = ROOT / "binder" / "environment.yml"
+POSTBUILD = ROOT / "binder" / "postBuild"
+README = ROOT / "README.md"
+CI_RUN = ROOT / ".ci" / "run"
+MAKEFILE = ROOT / "Makefile"
+
+# PyPI name -> conda-forge name, where they differ.
+CONDA_FORGE_NAMES = {
+    "matplotlib": "matplotlib-base",  # the library without the Qt backend
+    "blockbuster": "python-blockbuster",
+}
+# Runtime dependencies that conda-forge does not carry: they belong in the pip section.
+PIP_ONLY = {"azure-functions"}
+PYTHON_PIN = "3.11"
+PROJECT_INSTALL_LINES = {".", "-e ."}
+
+
+def _pyproject() -> dict:
+    with PYPROJECT.open("rb") as f:
+        return tomllib.load(f)
+
+
+def _runtime_requirements() -> dict[str, SpecifierSet]:
+    reqs = [Requirement(line) for line in _pyproject()["project"]["dependencies"]]
+    return {canonicalize_name(r.name): r.specifier for r in reqs}
+
+
+def _load_env(path: Path) -> dict:
+    with path.open() as f:
+        env = yaml.safe_load(f)
+    assert isinstance(env, dict), f"{path.name}: not a YAML mapping"
+    return env
+
+
+def _split_env(path: Path) -> tuple[dict[str, str], list[str]]:
+    """Return ({conda name: conda spec}, [pip lines]) of an environment file."""
+    conda: dict[str, str] = {}
+    pip: list[str] = []
+    for entry in _load_env(path)["dependencies"]:
+        if isinstance(entry, dict):
+            assert set(entry) == {"pip"}, f"{path}: unexpected entry {entry}"
+            pip.extend(str(line).strip() for line in entry["pip"])
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(.*)", str(entry).strip())
+        assert match, f"{path}: cannot read conda spec {entry!r}"
+        name, spec = match.group(1).lower(), match.group(2).strip()
+        assert name not in conda, f"{path}: {name} is listed twice"
+        conda[name] = spec
+    return conda, pip
+
+
+def _conda_specifier(path: Path, name: str, spec: str) -> SpecifierSet:
+    # conda's "=1.2" means 1.2.*, and "|" means or: neither has a PEP 440 twin that
+    # compares cleanly with pyproject.toml, so keep to PEP 440 style ranges.
+    assert "|" not in spec and not re.match(r"=[^=]", spec), (
+        f"{path.name}: write {name}'s range as in pyproject.toml (e.g. '>=1.2,<2'), not {spec!r}"
+    )
+    return SpecifierSet(spec)
+
+
+def _packages(path: Path) -> dict[str, SpecifierSet]:
+    """PyPI name -> specifier, for every package the file installs except Python, pip and
+    the project itself."""
+    conda, pip = _split_env(path)
+    conda_to_pypi = {v: k for k, v in CONDA_FORGE_NAMES.items()}
+    packages: dict[str, SpecifierSet] = {}
+    for name, spec in conda.items():
+        if name in ("python", "pip"):
+            continue
+        pypi = canonicalize_name(conda_to_pypi.get(name, name))
+        assert pypi not in PIP_ONLY, f"{path.name}: {pypi} is not on conda-forge; list it under pip"
+        packages[pypi] = _conda_specifier(path, name, spec)
+    for line in pip:
+        if line in PROJECT_INSTALL_LINES:
+            continue
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        assert name not in packages, f"{path.name}: {name} is listed twice"
+        assert name in PIP_ONLY or name not in _runtime_requirements(), (
+            f"{path.name}: {name} is on conda-forge; list it as a conda package"
+        )
+        packages[name] = req.specifier
+    return packages
+
+
+@pytest.mark.parametrize("path", [ENVIRONMENT, BINDER_ENVIRONMENT], ids=lambda p: p.name)
+def test_environment_matches_pyproject(path: Path) -> None:
+    expected = _runtime_requirements()
+    found = _packages(path)
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    assert not missing, f"{path.relative_to(ROOT)} lacks pyproject dependencies: {missing}"
+    assert not extra, f"{path.relative_to(ROOT)} has packages pyproject.toml lacks: {extra}"
+    different = {
+        name: (str(found[name]), str(expected[name]))
+        for name in expected
+        if found[name] != expected[name]
+    }
+    assert not different, (
+        f"{path.relative_to(ROOT)}: version ranges differ from pyproject.toml "
+        f"(file, pyproject): {different}"
+    )
+
+
+@pytest.mark.parametrize("path", [ENVIRONMENT, BINDER_ENVIRONMENT], ids=lambda p: p.name)
+def test_environment_pins_python_and_uses_conda_forge(path: Path) -> None:
+    env = _load_env(path)
+    conda, _ = _split_env(path)
+    assert env.get("channels", [None])[0] == "conda-forge", f"{path.name}: conda-forge first"
+    assert "defaults" not in env["channels"], f"{path.name}: do not mix in the defaults channel"
+    assert conda.get("python") == f"={PYTHON_PIN}", f"{path.name}: pin python={PYTHON_PIN}"
+    assert "pip" in conda, f"{path.name}: a pip section needs pip itself"
+    requires_python = SpecifierSet(_pyproject()["project"]["requires-python"])
+    assert Version(PYTHON_PIN) in requires_python, (
+        f"python={PYTHON_PIN} is outside requires-python {requires_python}"
+    )
+
+
+def test_binder_environment_is_the_same_environment() -> None:
+    top_conda, top_pip = _split_env(ENVIRONMENT)
+    binder_conda, binder_pip = _split_env(BINDER_ENVIRONMENT)
+    assert binder_conda == top_conda
+    assert [line for line in top_pip if line not in PROJECT_INSTALL_LINES] == binder_pip
+    assert _load_env(BINDER_ENVIRONMENT)["channels"] == _load_env(ENVIRONMENT)["channels"]
+
+
+def test_environment_installs_the_project() -> None:
+    _, pip = _split_env(ENVIRONMENT)
+    assert PROJECT_INSTALL_LINES & set(pip), "environment.yml must pip-install the project (-e .)"
+
+
+def test_binder_installs_the_project_in_postbuild() -> None:
+    _, pip = _split_env(BINDER_ENVIRONMENT)
+    # repo2docker builds the environment before it copies the repository in.
+    assert not PROJECT_INSTALL_LINES & set(pip), (
+        "binder/environment.yml cannot install the project; binder/postBuild does"
+    )
+    commands = _commands(POSTBUILD)
+    assert commands and commands[0].startswith("set -e"), "binder/postBuild must start with set -e"
+    installs = [c for c in commands if re.match(r"(python -m )?pip install\b", c)]
+    assert any("--no-deps" in c.split() and ({".", "-e"} & set(c.split())) for c in installs), (
+        f"binder/postBuild must install the project without dependencies: {installs}"
+    )
+    assert any("@jupyterlab/apputils-extension:announcements" in c for c in commands), (
+        "binder/postBuild must switch off JupyterLab's news pop-up"
+    )
+    assert os.access(POSTBUILD, os.X_OK), "binder/postBuild must be executable"
+
+
+def _commands(path: Path) -> list[str]:
+    """Shell lines of a script, without the shebang, comments and blank lines."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _readme_start_commands() -> list[str]:
+    """The commands in the first fenced code block of README's '## Start' section."""
+    text = README.read_text()
+    section = re.search(r"^## Start\b(.*?)(?=^## )", text, re.M | re.S)
+    assert section, "README.md needs a '## Start' section"
+    block = re.search(r"^```\w*\n(.*?)^```", section.group(1), re.M | re.S)
+    assert block, "README.md's Start section needs a code block with the two commands"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_has_exactly_two_commands() -> None:
+    commands = _readme_start_commands()
+    assert len(commands) == 2, f"README's Start block must hold two commands: {commands}"
+    assert commands[0] == "make lab"
+    assert commands[1].startswith("make test")
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):", MAKEFILE.read_text(), re.M))
+    for command in commands:
+        assert shlex.split(command)[1] in targets, f"Makefile has no target for {command!r}"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = _commands(CI_RUN)
+    assert commands[0] == "set -euo pipefail", ".ci/run must start with set -euo pipefail"
+    test_command = _readme_start_commands()[1]
+    assert commands[-1] == test_command, (
+        f".ci/run must end with README's test command {test_command!r}, not {commands[-1]!r}"
+    )
+    # CI proves the README: besides installing Chromium, it runs nothing that tests.
+    others = [c for c in commands[:-1] if re.search(r"\b(pytest|ruff|make)\b", c)]
+    assert not others, f".ci/run runs more than the README's test command: {others}"
+
+
+def _binder_badge_urls() -> list[str]:
+    return re.findall(r"\]\((https://mybinder\.org/v2/[^)\s]+)\)", README.read_text())
+
+
+def test_readme_binder_badge_opens_a_notebook_in_lab() -> None:
+    text = README.read_text()
+    assert "https://mybinder.org/badge_logo.svg" in text, "README.md needs the Binder badge"
+    urls = _binder_badge_urls()
+    assert urls, "README.md's Binder badge must link to mybinder.org/v2/..."
+    for url in urls:
+        parts = urlsplit(url)
+        assert re.fullmatch(r"/v2/gh/[^/]+/[^/]+/[^/]+", parts.path), url
+        urlpath = parse_qs(parts.query).get("urlpath", [""])[0]
+        assert urlpath.startswith("lab/tree/notebooks/"), (
+            f"the badge must open JupyterLab at a notebook (urlpath=lab/tree/notebooks/...): {url}"
+        )
+        assert urlpath.endswith(".ipynb"), url
+
+
+def test_readme_binder_badge_target_exists() -> None:
+    if not any((ROOT / "notebooks").glob("*.ipynb")):
+        pytest.skip("no notebooks in notebooks/ yet")
+    for url in _binder_badge_urls():
+        urlpath = parse_qs(urlsplit(url).query)["urlpath"][0]
+        target = ROOT / urlpath.removeprefix("lab/tree/")
+        assert target.is_file(), (
+            f"the Binder badge opens {target.relative_to(ROOT)}, which is missing"
+        )
