@@ -46,5 +46,5 @@ def test_clear_errors(folder, message):
 
 
 def test_import_error_names_the_apps_line():
-    with pytest.raises(AppLoadError, match=r"function_app.py, line 3"):
+    with pytest.raises(AppLoadError, match=r"function_app.py, line 5"):
         load_app(APPS / "import_error")

@@ -31,7 +31,7 @@ class FunctionInfo:
     """One indexed function: what the worker keeps to invoke it."""
 
     name: str
-    func: Callable[..., Any] = field(repr=False, compare=False)
+    func: Callable[..., Any] | None = field(repr=False, compare=False)  # None: described only
     is_async: bool
     trigger_param: str | None  # the argument that receives the trigger's input (e.g. ``req``)
     is_http: bool
@@ -49,6 +49,11 @@ class FunctionInfo:
             "methods": list(self.methods),
             "auth_level": self.auth_level,
         }
+
+    @classmethod
+    def from_description(cls, fields: dict[str, Any]) -> FunctionInfo:
+        """The host's view of a function a worker indexed: everything but the code."""
+        return cls(**{**fields, "methods": tuple(fields["methods"])}, func=None, trigger_param=None)
 
     @classmethod
     def from_callable(cls, fn: Callable[..., Any], route: str | None = None) -> FunctionInfo:

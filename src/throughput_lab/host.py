@@ -286,19 +286,7 @@ class Host:
 
     def function(self, name: str) -> FunctionInfo:
         """Describe an indexed HTTP function (an error lists the known ones)."""
-        infos = {
-            n: FunctionInfo(
-                name=n,
-                func=print,
-                is_async=f["is_async"],
-                trigger_param=None,
-                is_http=f["is_http"],
-                route=f["route"],
-                methods=tuple(f["methods"]),
-                auth_level=f["auth_level"],
-            )
-            for n, f in self.functions.items()
-        }
+        infos = {n: FunctionInfo.from_description(f) for n, f in self.functions.items()}
         return find_function(infos, name)
 
     def invoke(

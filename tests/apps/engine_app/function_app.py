@@ -77,3 +77,11 @@ async def hang(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="echo", methods=["POST"])
 def echo(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(req.get_body(), headers={"x-name": req.params.get("name", "")})
+
+
+@app.route(route="keyed")
+def keyed(req: func.HttpRequest) -> func.HttpResponse:
+    """Stands in for a deployed app's key check: 401 without the right x-functions-key."""
+    if req.headers.get("x-functions-key") != "test-key-123":
+        return func.HttpResponse("missing or wrong key", status_code=401)
+    return func.HttpResponse("ok")

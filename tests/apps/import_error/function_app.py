@@ -1,4 +1,5 @@
-import a_module_that_does_not_exist  # noqa: F401
 import azure.functions as func
 
 app = func.FunctionApp()
+
+import a_module_that_does_not_exist  # noqa: E402, F401
