@@ -137,3 +137,20 @@ def test_host_invoke_returns_the_response_and_close_is_idempotent():
     host.close()
     with pytest.raises(RuntimeError):
         host.invoke("noop", HttpRequestFields(route="noop"))
+
+
+def test_an_app_object_from_a_cell_can_be_indexed_again():
+    import azure.functions as func
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="hello")
+    def hello(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("hi", status_code=418 if req.params.get("tea") else 200)
+
+    with Lab(ENGINE_APP) as lab:
+        assert lab.run("hello", handler=app, threads=1, requests=3).summary.ok == 3
+        teapot = lab.run("hello", handler=app, threads=2, requests=3, params={"tea": "1"})
+    assert teapot.summary.errors == 3
+    assert teapot.summary.error_samples == ["HTTP 418: hi"], "the function's own answer is kept"
+    assert teapot.summary.concurrency == 3, "no more in flight than there are requests"

@@ -102,6 +102,9 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
 
 def index_app(app: func.FunctionApp) -> dict[str, FunctionInfo]:
     """Index an app object already in hand (e.g. one built in a notebook cell)."""
+    # get_functions() remembers the names it has seen and refuses them the second time; the
+    # worker indexes once per process, but a notebook may index the same app object again.
+    app.functions_bindings = None
     try:
         functions = app.get_functions()
     except Exception as exc:  # the library's own validation, e.g. duplicate names

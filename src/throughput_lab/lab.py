@@ -219,6 +219,8 @@ class Lab:
             raise ValueError(f"concurrency (requests in flight) must be >= 1, got {concurrency}")
         if requests is None and duration_s is None:
             requests = max(concurrency * 10, 20)
+        if requests is not None:
+            concurrency = min(concurrency, requests)  # no more in flight than there are
         if requests is not None and requests < 1:
             raise ValueError(f"requests must be >= 1, got {requests}")
         if function is None:

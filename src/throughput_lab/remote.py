@@ -55,6 +55,8 @@ async def bench_url(
     timeout_s: float = 30.0,
 ) -> Summary:
     """Warm up and time three GETs alone, then run the closed loop against ``url``."""
+    if requests is not None:
+        concurrency = min(concurrency, requests)  # no more in flight than there are
     headers = {"x-functions-key": os.environ[KEY_VARIABLE]} if os.environ.get(KEY_VARIABLE) else {}
     connector = aiohttp.TCPConnector(limit=concurrency)
     client_timeout = aiohttp.ClientTimeout(total=timeout_s)

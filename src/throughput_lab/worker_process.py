@@ -68,6 +68,8 @@ async def serve(
     async def run(record: InvocationRecord, request: HttpRequestFields) -> None:
         response = await worker.invoke(record, request)
         record.pid, record.status = os.getpid(), response.status
+        if response.status >= 400 and not record.error:  # the function's own error response
+            record.error = f"HTTP {response.status}: {response.body[:200].decode(errors='replace')}"
         conn.send(("result", record, response))
 
     def handle(message: tuple[Any, ...]) -> None:
