@@ -43,7 +43,7 @@ def ideal_throughput(
 ) -> Ideal:
     """Little's-law ideal for C in flight, service time S, ``slots`` at once, ``cores``."""
     if service_s <= 0:
-        return Ideal(math.inf, "nothing measured")
+        return Ideal(0.0, "nothing measured")
     candidates = {"requests in flight": concurrency / service_s}
     if slots is not None and slots < concurrency:
         candidates = {"thread pool": slots / service_s}
@@ -134,7 +134,7 @@ def summarize(
             for q, n in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
         },
         ideal_rps=ideal.rps,
-        efficiency=throughput / ideal.rps if ideal.rps and math.isfinite(ideal.rps) else 0.0,
+        efficiency=throughput / ideal.rps if ideal.rps > 0 else 0.0,
         bottleneck=ideal.bottleneck,
         service_ms=service_s * 1e3,
         cpu_ms=cpu_ms / len(ok) if ok else 0.0,
