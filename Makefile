@@ -18,6 +18,10 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 # The test install: the workbook with its test and browser extras.
 TEST_SPEC := ".[test,browser]"
 NO_NEWS := "@jupyterlab/apputils-extension:announcements"
+# Test only: Microsoft's worker dispatch code, the oracle the engine is checked against
+# (tests/oracle). It declares Python >= 3.13, but its dispatch path runs on 3.10-3.12.
+ORACLE_SPEC := --no-deps --ignore-requires-python azure-functions-runtime==1.3.0 \
+	azurefunctions-extensions-base==1.2.0
 
 # Run a command with its output kept in $(VENV)/install.log; print all of it if it fails.
 quietly = if ! $(1) >$(VENV)/install.log 2>&1; then \
@@ -65,5 +69,6 @@ $(VENV)/.installed-test: pyproject.toml | $(VPY)
 	@echo "Installing the workbook with its test and browser extras into $(VENV) (quiet)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
 	$(call quietly,$(VPY) -m pip install -e $(TEST_SPEC)) && \
+	$(call quietly,$(VPY) -m pip install $(ORACLE_SPEC)) && \
 	$(call quietly,$(VENV)/bin/jupyter labextension disable $(NO_NEWS)) && \
 	touch $@

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import azure.functions as func
+from azure.functions.http import HttpResponseConverter
 
 # One clock for host and workers: CLOCK_MONOTONIC (Linux), mach time (macOS) and QPC
 # (Windows) are system-wide, so timestamps from different processes compare.
@@ -49,18 +50,20 @@ class HttpResponseFields:
 
     @classmethod
     def from_return(cls, value: Any) -> HttpResponseFields:
-        """Encode a function's return value, as the worker does for an HTTP output."""
+        """Encode a function's return value as the worker does for an HTTP output.
+
+        Only ``HttpResponse`` and ``str`` can be encoded; anything else (``None``, ``bytes``)
+        fails the invocation, and the host answers 500.
+        """
         if isinstance(value, func.HttpResponse):
-            headers = dict(value.headers)
-            headers.setdefault("Content-Type", f"{value.mimetype}; charset={value.charset}")
-            return cls(value.status_code, value.get_body(), headers)
+            # azure.functions' own encoder: it sets content-type the way the worker sends it
+            HttpResponseConverter.encode(value, expected_type=None)
+            return cls(value.status_code, value.get_body(), dict(value.headers))
         if isinstance(value, str):
-            return cls(200, value.encode(), {"Content-Type": "text/plain; charset=utf-8"})
-        if isinstance(value, bytes):
-            return cls(200, value, {"Content-Type": "application/octet-stream"})
-        if value is None:
-            return cls(204)
-        raise TypeError(f"an HTTP function returned {type(value).__name__}, not HttpResponse")
+            return cls(200, value.encode(), {"content-type": "text/plain; charset=utf-8"})
+        raise TypeError(
+            f"an HTTP function must return func.HttpResponse or str, not {type(value).__name__}"
+        )
 
 
 @dataclass

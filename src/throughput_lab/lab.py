@@ -29,7 +29,7 @@ from .app_settings import UPSTREAM_URL_SETTING, available_cores, check_processes
 from .host import Host
 from .invocation import HttpRequestFields, InvocationRecord
 from .load import closed_loop, host_sender
-from .metrics import Summary, ideal_throughput, summarize
+from .metrics import Ideal, Summary, ideal_throughput, summarize
 from .upstream import Upstream
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -81,6 +81,7 @@ class RunHandle:
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.records: list[InvocationRecord] = []  # grows while the run goes
+        self.ideal: Ideal | None = None  # known once the warm-up has timed the function
         self.future: Future[RunResult] = Future()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -313,6 +314,10 @@ class Lab:
         service_s = statistics.median(r.latency_ms for r in alone) / 1e3
         cpu_s = statistics.median(r.cpu_ms for r in alone) / 1e3
 
+        slots = None if info.is_async else processes * host.threads
+        cores = min(available_cores(), len(cpu_affinity)) if cpu_affinity else available_cores()
+        handle.ideal = ideal_throughput(concurrency, service_s, slots, cores, cpu_s)
+
         host.stats()  # resets each worker's loop-lag maximum
         self.upstream.reset_stats()
 
@@ -323,9 +328,6 @@ class Lab:
 
         records, elapsed = await closed_loop(send, concurrency, requests, duration_s, record)
         worker_stats = await asyncio.to_thread(host.stats)
-        slots = None if info.is_async else processes * host.threads
-        cores = min(available_cores(), len(cpu_affinity)) if cpu_affinity else available_cores()
-        ideal = ideal_throughput(concurrency, service_s, slots, cores, cpu_s)
         summary = summarize(
             records,
             function=function,
@@ -334,7 +336,7 @@ class Lab:
             concurrency=concurrency,
             elapsed_s=elapsed,
             startup_s=host.startup_s,
-            ideal=ideal,
+            ideal=handle.ideal,
             service_s=service_s,
             worker_stats=worker_stats,
             upstream_peak=self.upstream.stats.peak_in_flight,

@@ -36,6 +36,7 @@ OKABE_ITO = {
 MEASURED = OKABE_ITO["blue"]
 IDEAL = OKABE_ITO["orange"]
 WAITING = "#BBBBBB"
+WAIT_SHOWN_S = 0.002  # shorter waits (the hop from host to worker) are not drawn
 SERIES = [
     OKABE_ITO[c]
     for c in (
@@ -112,9 +113,9 @@ def _lane_key(record: InvocationRecord) -> tuple[int, int, str]:
     return (record.worker, order, name)
 
 
-def _pack(intervals: list[tuple[float, float, InvocationRecord]]) -> list[list[InvocationRecord]]:
-    """Rows in which no two invocations overlap in time (first row that is free)."""
-    rows: list[list[InvocationRecord]] = []
+def _pack(intervals: list[tuple[float, float, Any]]) -> list[list[Any]]:
+    """Rows in which no two intervals overlap (each goes to the first row free by then)."""
+    rows: list[list[Any]] = []
     row_end: list[float] = []
     for begin, end, record in sorted(intervals, key=lambda t: t[0]):
         for i, free_at in enumerate(row_end):
@@ -129,18 +130,20 @@ def _pack(intervals: list[tuple[float, float, InvocationRecord]]) -> list[list[I
 
 
 def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
-    """Invocations over time, one band per lane (worker process x thread).
+    """Invocations over time: for each worker process, a band of requests waiting, then
+    one band per lane that runs code (each pool thread, or the event loop).
 
-    A grey bar is the time an invocation waited (sent by the host, its code not yet
-    running: queued for a pool thread, or for a blocked event loop); a coloured bar is
-    its code running, one colour per worker process. Invocations that overlap in one lane
-    (many ``async def`` calls on one event loop) are stacked inside the lane's band.
-    Only the first ``limit`` invocations are drawn, so the picture stays readable.
+    Grey bars are requests sent by the host whose code has not started: queued for a pool
+    thread, or behind a blocked event loop. Coloured bars are code running, one colour per
+    worker process. Bars that overlap in time are stacked inside their band: many
+    ``async def`` invocations at once on one event loop fill its band from top to bottom.
+    Only the first ``limit`` invocations (by the time they were sent) are drawn.
     """
-    records = sorted(
-        (r for r in _records(result) if r.started and r.ended), key=lambda r: r.dispatched
-    )[:limit]
-    fig, ax = new_axes(ax, (8.0, 4.0))
+    every = _records(result)
+    records = sorted((r for r in every if r.started and r.ended), key=lambda r: r.dispatched)[
+        :limit
+    ]
+    fig, ax = new_axes(ax, (8.0, 4.2))
     if not records:
         ax.text(0.5, 0.5, "no invocations ran", ha="center", va="center", transform=ax.transAxes)
         return fig
@@ -148,45 +151,56 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
     lanes: dict[tuple[int, int, str], list[InvocationRecord]] = {}
     for r in records:
         lanes.setdefault(_lane_key(r), []).append(r)
+    bands: list[tuple[str, str, list[tuple[float, float]]]] = []  # label, colour, intervals
+    for worker in sorted({key[0] for key in lanes}):
+        colour = SERIES[worker % len(SERIES)] if worker >= 0 else MEASURED
+        waits = [
+            (r.dispatched - t0, r.started - t0)
+            for r in records
+            if r.worker == worker and r.started - r.dispatched > WAIT_SHOWN_S
+        ]
+        bands.append((f"process {worker}, waiting", WAITING, waits))
+        for key in sorted(k for k in lanes if k[0] == worker):
+            runs = [(r.started - t0, max(r.ended - t0, r.started - t0 + 1e-4)) for r in lanes[key]]
+            bands.append((f"process {worker}, {_thread_label(key[2])}", colour, runs))
     ticks, labels = [], []
     y = 0.0
-    band = 1.0
-    for key in sorted(lanes, reverse=True):
-        rows = _pack([(r.dispatched, max(r.ended, r.completed), r) for r in lanes[key]])
+    for label, colour, intervals in reversed(bands):
+        rows = _pack([(begin, end, (begin, end)) for begin, end in intervals]) or [[]]
+        band = min(3.0, max(1.0, len(rows) / 6))  # many overlapping bars: a taller band
         height = band / len(rows)
         for i, row in enumerate(rows):
-            bottom = y + i * height
-            waits = [(r.dispatched - t0, max(0.0, r.started - r.dispatched)) for r in row]
-            runs = [(r.started - t0, max(r.ended - r.started, 1e-4)) for r in row]
-            colour = SERIES[key[0] % len(SERIES)] if key[0] >= 0 else MEASURED
+            spans = [(begin, end - begin) for begin, end in row]
             ax.broken_barh(
-                waits, (bottom + 0.15 * height, 0.7 * height), color=WAITING, linewidth=0
+                spans,
+                (y + i * height + 0.05 * height, 0.9 * height),
+                facecolor=colour,
+                edgecolor="white",  # so back-to-back invocations stay apart
+                linewidth=0.6 if len(rows) < 30 else 0.2,
             )
-            ax.broken_barh(runs, (bottom + 0.05 * height, 0.9 * height), color=colour, linewidth=0)
         ticks.append(y + band / 2)
-        worker, _, thread = key
-        labels.append(f"process {worker}, {_thread_label(thread)}")
-        ax.axhline(y, color="#DDDDDD", linewidth=0.5)
-        y += band * 1.1
+        labels.append(label if intervals or "waiting" not in label else f"{label} (none)")
+        ax.axhline(y - 0.05, color="#DDDDDD", linewidth=0.5)
+        y += band + 0.1
     ax.set_yticks(ticks, labels, fontsize=8 if len(labels) > 12 else 9)
     ax.set_ylim(-0.1, y)
     ax.set_xlim(0, max(r.completed for r in records) - t0)
-    ax.set_xlabel("seconds since the first invocation was sent")
+    ax.set_xlabel("seconds since the first request was sent")
     workers = sorted({k[0] for k in lanes})
-    handles = [Patch(color=WAITING, label="waiting (sent, not running)")]
+    handles = [Patch(color=WAITING, label="waiting (sent, code not started)")]
     handles += [
         Patch(color=SERIES[w % len(SERIES)], label=f"running in process {w}") for w in workers[:4]
     ]
     ax.legend(
         handles=handles,
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.18),
+        bbox_to_anchor=(0.5, -0.16),
         ncol=len(handles),
         fontsize=8,
         frameon=False,
     )
-    shown = f" (first {len(records)})" if len(_records(result)) > len(records) else ""
-    ax.set_title(f"{records[0].function}: invocations per worker lane{shown}", fontsize=10)
+    shown = f" (first {len(records)} of {len(every)})" if len(every) > len(records) else ""
+    ax.set_title(f"{records[0].function}: requests over time{shown}", fontsize=10)
     return fig
 
 
@@ -401,27 +415,33 @@ def bars(
     ylabel: str = "",
     ideal: dict[str, float] | None = None,
     fmt: str = "{:.1f}",
+    colors: dict[str, str] | None = None,
 ) -> Figure:
     """Named measurements side by side, each with its ideal as a dashed mark if given."""
     fig, ax = new_axes(ax, (6.0, 3.2))
     names = list(values)
-    labelled = False
-    ax.bar(names, [values[n] for n in names], color=SERIES[: len(names)] or MEASURED)
+    heights = [values[n] for n in names]
+    ax.bar(names, heights, color=[(colors or {}).get(n, MEASURED) for n in names])
+    marks = {n: v for n, v in (ideal or {}).items() if n in values and math.isfinite(v)}
     for i, n in enumerate(names):
-        ax.text(i, values[n], fmt.format(values[n]), ha="center", va="bottom", fontsize=9)
-        if ideal and n in ideal and math.isfinite(ideal[n]):
-            ax.hlines(
-                ideal[n],
-                i - 0.4,
-                i + 0.4,
-                colors=IDEAL,
-                linestyles="--",
-                linewidth=2,
-                label=None if labelled else "ideal",
-            )
-            labelled = True
-    if ideal:
-        ax.legend(fontsize=8)
+        if n in marks:
+            ax.hlines(marks[n], i - 0.4, i + 0.4, colors=IDEAL, linestyles="--", linewidth=2)
+    top = max([*heights, *marks.values(), 0.0]) or 1.0
+    ax.set_ylim(0, top * 1.12)
+    for i, n in enumerate(names):
+        inside = values[n] > 0.2 * top
+        ax.text(
+            i,
+            values[n] * (0.97 if inside else 1.0) + (0 if inside else 0.01 * top),
+            fmt.format(values[n]),
+            ha="center",
+            va="top" if inside else "bottom",
+            fontsize=9,
+            color="white" if inside else "black",
+        )
+    if marks:
+        ax.plot([], [], color=IDEAL, linestyle="--", linewidth=2, label="ideal")
+        ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_ylabel(ylabel)
     ax.grid(True, axis="y", alpha=0.3)
     return fig

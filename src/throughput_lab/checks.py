@@ -1,0 +1,321 @@
+"""Exercises checked by measurement, and the closing "did the lesson hold?" verdict.
+
+An ``Exercise`` runs the learner's answer under load through the engine (a handler written
+in a notebook cell runs in one in-process worker: ``Lab.run(handler=...)``), then tests
+what was measured against named criteria. The feedback says what was measured, what was
+needed and why, in the style of Kaggle's learntools: ``q.check(answer)``, ``q.hint()``,
+``q.solution()``.
+
+``lesson()`` prints the one line each notebook ends with, starting "LESSON HELD:" or
+"LESSON DID NOT HOLD:"; the workbook's tests read these lines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .lab import Lab, RunResult, find_app
+from .metrics import percentile
+
+HELD = "LESSON HELD:"
+NOT_HELD = "LESSON DID NOT HOLD:"
+
+
+# -- what a check looks at ----------------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """What one checked run produced: the answer, the run's result, the upstream's count."""
+
+    answer: Any
+    result: RunResult
+    upstream_requests: int
+    upstream_delay_ms: float
+
+    @property
+    def summary(self) -> Any:
+        return self.result.summary
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One requirement: ``test`` returns (passed, what was measured, in words)."""
+
+    requirement: str
+    test: Callable[[Evidence], tuple[bool, str]]
+    why: str = ""
+
+
+def no_errors() -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        s = e.summary
+        text = f"{s.ok} of {s.requests} requests succeeded"
+        if s.errors:
+            text += f"; first error: {s.error_samples[0] if s.error_samples else '?'}"
+        return s.errors == 0 and s.ok > 0, text
+
+    return Criterion("every request succeeds", test)
+
+
+def calls_upstream(per_invocation: float = 1.0) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        ok = max(e.summary.ok, 1)
+        per = e.upstream_requests / ok
+        return per >= per_invocation - 0.01, f"{per:.2f} upstream calls per invocation"
+
+    return Criterion(
+        f"calls UPSTREAM_URL {per_invocation:g} time(s) per invocation",
+        test,
+        "the handler must do the I/O it stands for, not skip it",
+    )
+
+
+def is_async(expected: bool = True) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        actual = inspect.iscoroutinefunction(e.answer)
+        return actual == expected, "async def" if actual else "plain def"
+
+    word = "an async def" if expected else "a plain def"
+    return Criterion(f"is {word}", test)
+
+
+def source_uses(*names: str, label: str | None = None) -> Criterion:
+    """The handler's body mentions one of ``names`` (e.g. "aiohttp.": its name is not enough)."""
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        try:
+            source = inspect.getsource(e.answer)
+        except (OSError, TypeError):
+            return False, "its source could not be read"
+        body = re.sub(r"\bdef\s+\w+", "def", source)  # a function's own name does not count
+        found = [n.rstrip("(.") for n in names if n in body]
+        return bool(found), f"uses {', '.join(found)}" if found else "uses none of them"
+
+    return Criterion(f"uses {label or ' or '.join(names)}", test)
+
+
+def loop_never_blocked(max_lag_ms: float = 50.0) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        lag = e.summary.max_loop_lag_ms
+        longest = max((r.longest_step_ms for r in e.result.records), default=0.0)
+        text = f"worst event-loop lag {lag:.0f} ms, longest step of one invocation {longest:.0f} ms"
+        return lag < max_lag_ms, text
+
+    return Criterion(
+        f"never blocks the event loop (lag < {max_lag_ms:g} ms)",
+        test,
+        "while one invocation holds the loop, every other invocation in the process waits",
+    )
+
+
+def overlap_at_least(invocations: float) -> Criterion:
+    """Little's law: throughput x time alone = how many ran at once, on average."""
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        s = e.summary
+        overlap = s.throughput_rps * s.service_ms / 1e3
+        return overlap >= invocations, (
+            f"{s.throughput_rps:.1f} req/s x {s.service_ms:.0f} ms alone = "
+            f"{overlap:.1f} invocations at once"
+        )
+
+    return Criterion(
+        f"runs at least {invocations:g} invocations at once (throughput x time alone)",
+        test,
+        "by Little's law, throughput x latency is how many were in progress together",
+    )
+
+
+def cpu_ratio_between(low: float, high: float) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        r = e.summary.cpu_ratio
+        return low <= r <= high, f"CPU time / wall time = {r:.2f}"
+
+    return Criterion(f"CPU time / wall time between {low:g} and {high:g}", test)
+
+
+def latency_p50_below(factor: float) -> Criterion:
+    """p50 latency under ``factor`` x the upstream delay."""
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        p50 = e.summary.latency_ms["p50"]
+        limit = factor * e.upstream_delay_ms
+        return p50 < limit, f"p50 latency {p50:.0f} ms (limit {limit:.0f} ms)"
+
+    return Criterion(f"p50 latency under {factor:g} x the upstream delay", test)
+
+
+def queue_p95_below(fraction_of_service: float) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        waits = [r.queue_ms for r in e.result.records if r.ok]
+        p95 = percentile(waits, 95)
+        limit = fraction_of_service * e.summary.service_ms
+        return p95 < limit, f"p95 wait for a thread {p95:.0f} ms (limit {limit:.0f} ms)"
+
+    return Criterion(
+        "no request waits for a pool thread (p95 queue wait small)",
+        test,
+        "a request that finds every thread busy waits in the pool's queue",
+    )
+
+
+def threads_all_used(slack: int = 2) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        used = len({(r.worker, r.thread) for r in e.result.records if r.thread})
+        setting = e.summary.threads or 0
+        return setting <= used + slack, f"{used} of {setting} pool threads ever ran a request"
+
+    return Criterion(
+        "no more threads than the load can use",
+        test,
+        "each idle thread still costs memory; C requests in flight can keep at most C busy",
+    )
+
+
+# -- exercises ----------------------------------------------------------------------------
+
+
+def solutions_dir() -> Path:
+    """``notebooks/solutions`` of this workbook (found from the app folder), or ./solutions."""
+    beside_app = find_app().parent / "notebooks" / "solutions"
+    return beside_app if beside_app.is_dir() else Path.cwd() / "solutions"
+
+
+Runner = Callable[[Lab, Any], RunResult]
+
+
+@dataclass
+class Exercise:
+    """An exercise: the learner's answer is run under load and measured.
+
+    ``load`` is passed to ``Lab.run(handler=answer, **load)``; give ``run`` instead when
+    the answer is not a handler (e.g. a thread count for a sample function).
+    """
+
+    name: str
+    task: str
+    criteria: Sequence[Criterion]
+    hints: Sequence[str] = ()
+    load: dict[str, Any] = field(default_factory=dict)
+    run: Runner | None = None
+    lab: Lab | None = None
+    explanation: str = ""
+    passed: bool | None = None  # the last check's outcome
+    last: Evidence | None = field(default=None, repr=False)  # what the last check measured
+    _hint_index: int = field(default=0, repr=False)
+
+    def check(self, answer: Any, lab: Lab | None = None) -> None:
+        """Run ``answer`` under load and print each criterion as measured.
+
+        The outcome is kept in ``.passed`` (and what was measured in ``.last``); nothing is
+        returned, so a notebook cell shows only the feedback.
+        """
+        lab = lab or self.lab
+        if lab is None:
+            raise ValueError("give a Lab: Exercise(..., lab=lab) or check(answer, lab=lab)")
+        self.passed, self.last = False, None
+        if answer is None or answer is Ellipsis:
+            print(f"[{self.name}] Nothing to check yet: {self.task}")
+            return
+        how = self._describe_load(answer)
+        print(f"[{self.name}] Running {how} ...")
+        runner = self.run or (lambda lab, a: lab.run(handler=a, **self.load))
+        try:
+            result = runner(lab, answer)
+        except Exception as exc:  # the learner's answer could not even be run
+            print(f"  ✗ the run failed: {type(exc).__name__}: {exc}")
+            print("Not yet. Fix the error above and check again.")
+            return
+        evidence = Evidence(
+            answer, result, lab.upstream.stats.requests, float(lab.upstream.delay_ms)
+        )
+        self.last = evidence
+        print(f"  measured: {result.summary.line()}")
+        passed = True
+        for criterion in self.criteria:
+            ok, measured = criterion.test(evidence)
+            passed = passed and ok
+            why = "" if ok or not criterion.why else f" ({criterion.why})"
+            print(f"  {'✓' if ok else '✗'} {criterion.requirement}: {measured}{why}")
+        self.passed = passed
+        if passed:
+            print(f"Correct! {self.explanation}".rstrip())
+        else:
+            print("Not yet: see the ✗ lines above. Call .hint() for a hint.")
+
+    def _describe_load(self, answer: Any) -> str:
+        name = getattr(answer, "__name__", repr(answer))
+        load = self.load
+        parts = [f"{load.get('concurrency', 8)} in flight"]
+        if load.get("requests"):
+            parts.append(f"{load['requests']} requests")
+        if load.get("upstream_delay_ms") is not None:
+            parts.append(f"upstream {load['upstream_delay_ms']:g} ms")
+        return f"{name} under load ({', '.join(parts)})" if self.run is None else name
+
+    def hint(self) -> None:
+        """Print the next hint (they get more specific)."""
+        if not self.hints:
+            print(f"[{self.name}] No hint for this one.")
+            return
+        index = min(self._hint_index, len(self.hints) - 1)
+        self._hint_index += 1
+        more = " (call again for another)" if index + 1 < len(self.hints) else ""
+        print(f"[{self.name}] Hint {index + 1}/{len(self.hints)}{more}: {self.hints[index]}")
+
+    def solution_path(self) -> Path:
+        return solutions_dir() / f"{self.name}.py"
+
+    def solution(self) -> None:
+        """Show the reference solution (``%load solutions/NAME.py`` puts it in a cell)."""
+        path = self.solution_path()
+        text = path.read_text()
+        try:
+            from IPython.display import Markdown, display
+
+            display(Markdown(f"Solution (`%load solutions/{path.name}`):\n\n```python\n{text}```"))
+        except ImportError:
+            print(text)
+
+    def solution_answer(self) -> Any:
+        """The reference solution's answer: the object named like the exercise in its file."""
+        path = self.solution_path()
+        spec = importlib.util.spec_from_file_location(f"solution_{self.name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, self.name)
+
+
+# -- the lesson verdict -------------------------------------------------------------------
+
+
+def lesson(
+    name: str,
+    measured_ratio: float,
+    expected: float | tuple[float, float],
+    claim: str,
+) -> None:
+    """Print whether the notebook's lesson held on this machine, with the ratio behind it.
+
+    ``expected`` is a minimum (``3.0`` means "at least 3x") or a ``(low, high)`` range.
+    The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the tests read it).
+    """
+    low, high = expected if isinstance(expected, tuple) else (expected, math.inf)
+    held = math.isfinite(measured_ratio) and low <= measured_ratio <= high
+    wanted = f">= {low:g}" if math.isinf(high) else f"{low:g} to {high:g}"
+    verdict = HELD if held else NOT_HELD
+    print(f"{verdict} {name}: ratio {measured_ratio:.2f} (expected {wanted}). {claim}")
+    if not held:
+        print(
+            "This machine did not reproduce it. Likely causes: other programs using the "
+            "CPU, fewer cores than the lesson needs, or a slow start; run the notebook again."
+        )
