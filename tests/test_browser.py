@@ -1,0 +1,150 @@
+"""A person in JupyterLab: open the threads notebook, Run All, move the slider, press Run.
+
+Drives Debian's Chromium with Playwright (no browser download). JupyterLab serves a
+temporary copy of the workbook, so autosave never writes into the repository. The panel's
+screenshot is the README's picture (docs/control-panel.png).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from test_cli import free_port
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOK = "notebooks/02_sync_and_the_thread_pool.ipynb"
+SCREENSHOT = REPO / "docs" / "control-panel.png"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+IDLE = "Python 3 (ipykernel) | Idle"
+
+playwright = pytest.importorskip("playwright.sync_api", reason="the browser extra is not installed")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)", allow_module_level=True
+    )
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path) -> Iterator[str]:
+    """JupyterLab on a free loopback port, serving a copy of the workbook; yields its URL."""
+    ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+    for folder in ("notebooks", "sample_functions"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=ignore)
+    port, token = free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={tmp_path}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    log = (tmp_path / "jupyterlab.log").open("w")
+    # A user-settings folder of its own: no news pop-up over the panel, no settings of yours.
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
+    server = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
+                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
+                time.sleep(0.5)
+        yield f"{base}/lab/tree/{NOTEBOOK}?token={token}"
+    finally:
+        # The server's own PID (it shuts its kernels down on SIGTERM); then make sure.
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def test_move_the_threads_slider_and_run(jupyterlab: str) -> None:
+    problems: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(jupyterlab)
+
+            # The execution indicator says idle before the kernel is connected; this does not.
+            status = page.locator(".jp-StatusBar-TextItem", has_text=IDLE)
+            status.wait_for(timeout=120_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+            page.get_by_text(re.compile(r"^LESSON (HELD|DID NOT HOLD):")).wait_for(timeout=240_000)
+            status.wait_for(timeout=60_000)
+
+            panel = page.locator(
+                ".widget-vbox", has=page.locator(".widget-button", has_text="Run")
+            ).first
+            slider = panel.locator(".widget-hslider", has_text="threads").first
+            slider.scroll_into_view_if_needed()
+            handle = slider.locator(".noUi-handle")
+            before = int(float(handle.get_attribute("aria-valuenow") or "0"))
+            handle.focus()
+            for _ in range(2):
+                page.keyboard.press("ArrowRight")
+            slider.locator(".widget-readout", has_text=str(before + 2)).wait_for()
+
+            panel.locator(".widget-button", has_text="Run").click()
+            summary = panel.locator(".widget-html", has_text=f"x {before + 2} threads")
+            summary.wait_for(timeout=120_000)
+            assert "req/s" in (summary.text_content() or "")
+            panel.locator(".widget-label", has_text="done in").wait_for(timeout=30_000)
+
+            assert page.get_by_text("Error displaying widget").count() == 0
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            panel.screenshot(path=str(SCREENSHOT))
+        finally:
+            with contextlib.suppress(Exception):
+                browser.close()
+    assert not problems, f"browser console errors: {problems}"
