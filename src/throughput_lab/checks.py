@@ -279,11 +279,14 @@ class Exercise:
         path = self.solution_path()
         text = path.read_text()
         try:
+            from IPython import get_ipython
             from IPython.display import Markdown, display
-
-            display(Markdown(f"Solution (`%load solutions/{path.name}`):\n\n```python\n{text}```"))
         except ImportError:
-            print(text)
+            get_ipython = None  # type: ignore[assignment]
+        if get_ipython is not None and get_ipython() is not None:
+            display(Markdown(f"Solution (`%load solutions/{path.name}`):\n\n```python\n{text}```"))
+        else:
+            print(f"Solution (solutions/{path.name}):\n{text}")
 
     def solution_answer(self) -> Any:
         """The reference solution's answer: the object named like the exercise in its file."""

@@ -311,12 +311,17 @@ class Lab:
         for i in range(processes):
             await send(-1 - i)
         alone = [await send(-100 - i) for i in range(max(processes, 3))]
-        service_s = statistics.median(r.latency_ms for r in alone) / 1e3
-        cpu_s = statistics.median(r.cpu_ms for r in alone) / 1e3
+        worked = [r for r in alone if r.ok]
+        service_s = statistics.median(r.latency_ms for r in worked) / 1e3 if worked else 0.0
+        cpu_s = statistics.median(r.cpu_ms for r in worked) / 1e3 if worked else 0.0
 
         slots = None if info.is_async else processes * host.threads
         cores = min(available_cores(), len(cpu_affinity)) if cpu_affinity else available_cores()
-        handle.ideal = ideal_throughput(concurrency, service_s, slots, cores, cpu_s)
+        handle.ideal = (
+            ideal_throughput(concurrency, service_s, slots, cores, cpu_s)
+            if worked
+            else Ideal(0.0, "unknown: the function failed when run alone")
+        )
 
         host.stats()  # resets each worker's loop-lag maximum
         self.upstream.reset_stats()
@@ -340,5 +345,6 @@ class Lab:
             service_s=service_s,
             worker_stats=worker_stats,
             upstream_peak=self.upstream.stats.peak_in_flight,
+            is_async=info.is_async,
         )
         return RunResult(summary, records, worker_stats)

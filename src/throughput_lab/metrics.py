@@ -78,6 +78,7 @@ class Summary:
     worker_rss_mb: list[float] = field(default_factory=list)
     upstream_peak_in_flight: int = 0
     error_samples: list[str] = field(default_factory=list)
+    is_async: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +95,8 @@ class Summary:
     def settings_text(self) -> str:
         if self.processes is None:
             return ""
+        if self.is_async:  # the thread pool plays no part in an async def function
+            return f"{self.processes} process(es), async def on the event loop, "
         return f"{self.processes} process(es) x {self.threads} threads, "
 
 
@@ -110,6 +113,7 @@ def summarize(
     service_s: float,
     worker_stats: Sequence[dict[str, Any]] = (),
     upstream_peak: int = 0,
+    is_async: bool = False,
 ) -> Summary:
     ok = [r for r in records if r.ok]
     latencies = [r.latency_ms for r in ok]
@@ -145,4 +149,5 @@ def summarize(
         worker_rss_mb=[s.get("rss_bytes", 0) / 2**20 for s in worker_stats],
         upstream_peak_in_flight=upstream_peak,
         error_samples=errors[:3],
+        is_async=is_async,
     )

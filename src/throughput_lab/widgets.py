@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from . import plots
 from .app_settings import MAX_PROCESSES, PROCESS_COUNT_SETTING, THREAD_COUNT_SETTING
 from .lab import Lab, RunHandle, RunResult
-from .metrics import Summary
+from .metrics import Ideal, Summary
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ CONTROLS = {
         1000,
         10,
     ),
+}
+
+
+# Axis labels that fit half the panel's width.
+SHORT_LABELS = {
+    "threads": f"threads ({THREAD_COUNT_SETTING})",
+    "processes": f"processes ({PROCESS_COUNT_SETTING})",
+    "concurrency": "requests in flight",
+    "upstream_delay_ms": "upstream delay (ms)",
 }
 
 
@@ -118,8 +127,9 @@ class ControlPanel(widgets.VBox):
         self.history: list[tuple[dict[str, int], Summary]] = []
         self.last: RunResult | None = None
         self._handle: RunHandle | None = None
+        self._busy = False
         self._stopping = False
-        self._task: asyncio.Future[Any] | None = None
+        self._task: asyncio.Future[Any] | None = None  # a reference keeps the task alive
 
         self.sliders: dict[str, widgets.IntSlider] = {}
         for name in controls:
@@ -166,7 +176,7 @@ class ControlPanel(widgets.VBox):
 
     @property
     def running(self) -> bool:
-        return self._handle is not None
+        return self._busy
 
     def settings(self) -> dict[str, int]:
         """What the next run uses: the sliders' values, defaults for the rest."""
@@ -174,23 +184,24 @@ class ControlPanel(widgets.VBox):
         values.update({name: slider.value for name, slider in self.sliders.items()})
         return values
 
-    def _set_running(self, handle: RunHandle | None) -> None:
-        self._handle = handle
-        self.run_button.disabled = handle is not None
-        self.stop_button.disabled = handle is None
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.run_button.disabled = busy
+        self.stop_button.disabled = not busy
         for slider in self.sliders.values():
-            slider.disabled = handle is not None
+            slider.disabled = busy
 
     # -- running -------------------------------------------------------------------------
 
     def _on_run(self, _button: Any = None) -> None:
-        if self.running:
+        if self._busy:
             return
+        self._set_busy(True)  # now, so that a second click cannot start a second run
         self._task = asyncio.ensure_future(self._run_quietly())
 
     async def _run_quietly(self) -> None:
         try:
-            await self.run()
+            await self._run({})
         except Exception as exc:  # shown in the panel; a button has nobody to raise to
             self.status.value = f"failed: {type(exc).__name__}: {exc}"
 
@@ -199,37 +210,46 @@ class ControlPanel(widgets.VBox):
 
         Returns None if the run was stopped. Await it: ``result = await panel.run()``.
         """
-        if self.running:
+        if self._busy:
             raise RuntimeError("a run is already going: wait for it or press Stop")
-        for name, value in settings.items():
-            if name not in self.defaults:
-                raise ValueError(f"unknown setting {name!r}; choose from {list(self.defaults)}")
-            if name in self.sliders:
-                self.sliders[name].value = value
-            else:
-                self.defaults[name] = value
-        values = self.settings()
-        handle = self.lab.start(
-            self.function,
-            handler=self.handler,
-            processes=values["processes"],
-            threads=values["threads"],
-            concurrency=values["concurrency"],
-            upstream_delay_ms=values["upstream_delay_ms"],
-            requests=self.requests,
-            duration_s=self.duration_s,
-            params=self.params,
-        )
-        self._stopping = False
-        self._set_running(handle)
-        self.progress.value = 0
-        self.summary.value = ""
-        began = time.monotonic()
+        unknown = [name for name in settings if name not in self.defaults]
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; choose from {list(self.defaults)}")
+        self._set_busy(True)
+        return await self._run(settings)
+
+    async def _run(self, settings: Mapping[str, int]) -> RunResult | None:
         try:
+            for name, value in settings.items():
+                if name in self.sliders:
+                    self.sliders[name].value = value
+                else:
+                    self.defaults[name] = value
+            values = self.settings()
+            self._stopping = False
+            self._handle = handle = self.lab.start(
+                self.function,
+                handler=self.handler,
+                processes=values["processes"],
+                threads=values["threads"],
+                concurrency=values["concurrency"],
+                upstream_delay_ms=values["upstream_delay_ms"],
+                requests=self.requests,
+                duration_s=self.duration_s,
+                params=self.params,
+            )
+            self.progress.value = 0
+            self.summary.value = ""
+            began = time.monotonic()
             while not handle.done():
-                self._show_progress(handle, began, values)
+                await self._show_progress(handle, began, values)
                 await asyncio.sleep(self.refresh_s)
             result = handle.result()
+        except asyncio.CancelledError:  # the cell awaiting this was interrupted
+            if self._handle is not None:
+                self._handle.cancel()
+            self.status.value = "stopped"
+            raise
         except Exception as exc:
             if self._stopping:
                 self.status.value = "stopped (the next run starts fresh workers)"
@@ -237,13 +257,15 @@ class ControlPanel(widgets.VBox):
             self.status.value = f"failed: {type(exc).__name__}: {exc}"
             raise
         finally:
-            self._set_running(None)
+            self._handle = None
+            self._set_busy(False)
         self.last = result
         self.history.append((values, result.summary))
         self.progress.value = 1
+        # The plot first: "done" and the summary line say the panel shows this run.
+        self._draw(result.records, result.summary)
         self.status.value = f"done in {time.monotonic() - began:.1f} s"
         self.summary.value = f"<code>{html.escape(result.summary.line())}</code>"
-        self._draw(result.records, result.summary)
         return result
 
     def stop(self) -> None:
@@ -253,7 +275,7 @@ class ControlPanel(widgets.VBox):
             self.status.value = "stopping..."
             self._handle.cancel()
 
-    def _show_progress(self, handle: RunHandle, began: float, values: dict[str, int]) -> None:
+    async def _show_progress(self, handle: RunHandle, began: float, values: dict[str, int]) -> None:
         records = list(handle.records)
         if handle.total:
             self.progress.value = len(records) / handle.total
@@ -265,44 +287,42 @@ class ControlPanel(widgets.VBox):
             self.status.value = f"starting workers... {time.monotonic() - began:.1f} s"
             return
         self.status.value = f"{len(records)} requests done"
-        self._draw(records, None, getattr(handle, "ideal", None))
+        # Drawn on a worker thread: the kernel's loop stays free for other cells and Stop.
+        self.image.value = await asyncio.to_thread(
+            self._render, records, None, handle.ideal, values
+        )
 
     # -- drawing -------------------------------------------------------------------------
 
-    def _draw(self, records: Any, summary: Summary | None, ideal: Any = None) -> None:
+    def _draw(self, records: Any, summary: Summary | None) -> None:
+        self.image.value = self._render(records, summary, None, self.settings())
+
+    def _render(
+        self, records: Any, summary: Summary | None, ideal: Ideal | None, values: dict[str, int]
+    ) -> bytes:
+        """Left: this run's completions against the ideal rate; right: every run so far."""
         fig, (live, past) = plots.figure((9.0, 3.2), ncols=2)
-        values = self.settings()
         setting = (
             f"{values['processes']} process(es) x {values['threads']} threads, "
             f"{values['concurrency']} in flight"
         )
-        ideal_rps = summary.ideal_rps if summary else getattr(ideal, "rps", None)
+        ideal_rps = summary.ideal_rps if summary else (ideal.rps if ideal else None)
         plots.progress(records or [], ax=live, ideal_rps=ideal_rps, title=f"this run: {setting}")
-        if records and not ideal_rps:
-            live.text(
-                0.98,
-                0.04,
-                "ideal: drawn when the run ends",
-                transform=live.transAxes,
-                ha="right",
-                fontsize=8,
-                color="#555555",
-            )
-        if self.history:
-            xs = [v[self.history_x] for v, _ in self.history]
+        history = list(self.history)
+        if history:
             plots.throughput_vs(
-                [s for _, s in self.history],
+                [s for _, s in history],
                 x=self.history_x,
                 ax=past,
-                x_values=xs,
+                x_values=[v[self.history_x] for v, _ in history],
                 logx=False,
                 title="runs so far",
             )
         else:
             past.set_title("runs so far: none yet", fontsize=10)
-            past.set_xlabel(plots.X_LABELS.get(self.history_x, self.history_x))
             past.set_ylabel("throughput (requests/s)")
-        self.image.value = plots.png(fig, dpi=80)
+        past.set_xlabel(SHORT_LABELS.get(self.history_x, self.history_x), fontsize=9)
+        return plots.png(fig, dpi=80)
 
     # -- for notebooks and tests ---------------------------------------------------------
 

@@ -1,0 +1,5 @@
+import azure.functions as func
+
+
+async def hello(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("hello")

@@ -1,0 +1,110 @@
+"""Every notebook runs top to bottom, headless, at its default settings, and its lesson holds.
+
+Each notebook under notebooks/ is executed with nbclient in a fresh python3 kernel, the
+same code a learner runs. A notebook fails if any cell errors, if anything it prints on
+stderr looks like a crash (a traceback, an exception a background task never surfaced),
+if it takes longer than its time budget, if it leaves a worker process behind, or if its
+closing cell does not print "LESSON HELD:" (``throughput_lab.checks.lesson``).
+Each notebook's run time and lesson ratio are printed on a "[notebook timings]" line,
+shown even without ``-s``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+BUDGET_S = 180.0  # per notebook; the workbook aims at 120 s on 2 cores
+VERDICT = re.compile(r"^LESSON (HELD|DID NOT HOLD): (.*)$", re.MULTILINE)
+CRASH = re.compile(
+    r"Traceback \(most recent call last\)|Task exception was never retrieved|"
+    r"Exception in callback|Exception ignored in"
+)
+
+pytestmark = pytest.mark.notebooks
+
+
+def _text(output: dict) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    data = output.get("data", {})
+    return data.get("text/plain", "") if isinstance(data.get("text/plain", ""), str) else ""
+
+
+def _stderr(output: dict) -> str:
+    return output.get("text", "") if output.get("name") == "stderr" else ""
+
+
+def _kernel_children(client: NotebookClient) -> set[int]:
+    """Processes the kernel started (the lab's workers), seen while the kernel runs."""
+    try:
+        kernel_pid = client.km.provisioner.pid  # type: ignore[union-attr]
+        return {p.pid for p in psutil.Process(kernel_pid).children(recursive=True)}
+    except (AttributeError, psutil.Error):
+        return set()
+
+
+def _wait_gone(pids: set[int], timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [pid for pid in pids if psutil.pid_exists(pid) and _not_zombie(pid)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.timeout(BUDGET_S + 60)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_and_its_lesson_holds(path: Path, capsys: pytest.CaptureFixture) -> None:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=BUDGET_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    children: set[int] = set()
+
+    def remember_children(**_: object) -> None:
+        children.update(_kernel_children(client))
+
+    client.on_cell_executed = remember_children
+    began = time.monotonic()
+    client.execute()
+    elapsed = time.monotonic() - began
+
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    printed = "".join(_text(o) for o in outputs)
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    crashes = [t for t in (_stderr(o) for o in outputs) if CRASH.search(t)]
+    verdicts = VERDICT.findall(printed)
+    with capsys.disabled():
+        ratio = "; ".join(text for _, text in verdicts) or "no verdict"
+        print(f"\n[notebook timings] {path.name}: {elapsed:.1f} s; {ratio}")
+
+    assert not errors, (
+        f"{path.name}: error output: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    )
+    assert not crashes, f"{path.name}: a crash on stderr:\n{crashes[0][-2000:]}"
+    assert elapsed <= BUDGET_S, f"{path.name} took {elapsed:.0f} s (budget {BUDGET_S:.0f} s)"
+    assert verdicts, f"{path.name} printed no 'LESSON HELD:' / 'LESSON DID NOT HOLD:' line"
+    failed = [text for verdict, text in verdicts if verdict != "HELD"]
+    assert not failed, f"{path.name}: the lesson did not hold on this machine: {failed}"
+    left = _wait_gone(children)
+    assert not left, f"{path.name} left processes behind: {left}"
