@@ -1,0 +1,94 @@
+"""Notebook 05's exercise: give ``run_in_executor`` a thread pool of your own.
+
+``from exercise_05_own_executor import ex05``. The check runs your handler under load (in
+one in-process worker, like every exercise) and watches the upstream: how many of its
+calls were in flight at once, and how long an invocation took.
+"""
+
+from __future__ import annotations
+
+import math
+import runpy
+from dataclasses import dataclass
+from typing import Any
+
+from throughput_lab import Lab, default_executor_threads
+from throughput_lab.checks import (
+    Criterion,
+    Evidence,
+    Exercise,
+    calls_upstream,
+    is_async,
+    latency_p50_below,
+    no_errors,
+    source_uses,
+)
+
+CALLS = 20  # upstream calls per invocation, as the query parameter ``calls``
+
+
+@dataclass
+class NotebookExercise(Exercise):
+    """An exercise whose solution file, ``solutions/NAME.py``, defines ``answer_name``."""
+
+    answer_name: str = ""
+
+    def solution_answer(self) -> Any:
+        return runpy.run_path(str(self.solution_path()))[self.answer_name]
+
+
+def in_flight_for_load(calls: int = CALLS) -> int:
+    """Invocations in flight so that their calls clearly outnumber the default executor."""
+    return max(2, math.ceil(1.5 * default_executor_threads() / calls))
+
+
+def more_at_once_than_default_executor() -> Criterion:
+    threads = default_executor_threads()
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        peak = e.summary.upstream_peak_in_flight
+        return peak > threads, f"at most {peak} upstream calls were in flight at once"
+
+    return Criterion(
+        f"more upstream calls at once than the {threads} threads of asyncio's default executor",
+        test,
+        "run_in_executor(None, ...) and asyncio.to_thread share that one default pool",
+    )
+
+
+def ex05(lab: Lab) -> Exercise:
+    return NotebookExercise(
+        name="05_own_executor",
+        task=(
+            "write `own_executor(req)`, an async def that makes `calls` (a query parameter) "
+            "requests.get calls to UPSTREAM_URL at once, on a ThreadPoolExecutor of its own "
+            "sized to `calls`, and answers when all are done."
+        ),
+        criteria=[
+            is_async(),
+            source_uses("ThreadPoolExecutor"),
+            no_errors(),
+            calls_upstream(CALLS),
+            more_at_once_than_default_executor(),
+            latency_p50_below(2.0),
+        ],
+        hints=[
+            "`loop.run_in_executor(pool, get)` runs `get` on `pool`; `None` instead of a pool "
+            "means asyncio's default executor.",
+            "`pool = ThreadPoolExecutor(max_workers=calls)`, then `await asyncio.gather(...)` "
+            "over `loop.run_in_executor(pool, get)` for each call, then "
+            "`pool.shutdown(wait=False)` (every call is done by then).",
+        ],
+        load={
+            "concurrency": in_flight_for_load(),
+            "requests": 8,
+            "upstream_delay_ms": 100,
+            "params": {"calls": str(CALLS)},
+        },
+        lab=lab,
+        answer_name="own_executor",
+        explanation=(
+            "Every call of an invocation waited at the same time: one upstream delay per "
+            "invocation, however many calls it makes."
+        ),
+    )

@@ -1,0 +1,94 @@
+"""Notebook 08's exercise: how many instances a load needs, by Little's law.
+
+``from exercise_08_instances import ex08``. The check measures one instance of ``sync_io``
+at the per-instance concurrency you plan for, and tests whether your instance count
+carries the target load without more than a small margin of spare instances.
+"""
+
+from __future__ import annotations
+
+import math
+import runpy
+from dataclasses import dataclass
+from typing import Any
+
+from throughput_lab import Lab, RunResult
+from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
+
+TARGET_RPS = 500
+PER_INSTANCE = 16  # perInstanceConcurrency you plan for
+THREADS = 16  # PYTHON_THREADPOOL_THREAD_COUNT: one thread per request in flight
+
+
+@dataclass
+class NotebookExercise(Exercise):
+    """An exercise whose solution file, ``solutions/NAME.py``, defines ``answer_name``."""
+
+    answer_name: str = ""
+
+    def solution_answer(self) -> Any:
+        return runpy.run_path(str(self.solution_path()))[self.answer_name]
+
+
+def carries(target: float, tolerance: float = 0.85) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        per = e.summary.throughput_rps
+        total = int(e.answer) * per
+        return total >= tolerance * target, (
+            f"one instance served {per:.1f} req/s, so {int(e.answer)} serve {total:.0f} req/s"
+        )
+
+    return Criterion(
+        f"carries {target} req/s (less {1 - tolerance:.0%} for a noisy measurement)",
+        test,
+        "too few instances: requests queue",
+    )
+
+
+def not_wasteful(target: float, spare: float = 1.3) -> Criterion:
+    def test(e: Evidence) -> tuple[bool, str]:
+        per = e.summary.throughput_rps
+        needed = math.ceil(target / per) if per > 0 else math.inf
+        return int(e.answer) <= spare * needed + 1, (
+            f"{target} / {per:.1f} req/s per instance = {needed} instance(s) needed"
+        )
+
+    return Criterion(
+        f"no more than {spare - 1:.0%} (and one) spare instances",
+        test,
+        "each instance beyond the need is memory billed and a cold start paid",
+    )
+
+
+def ex08(lab: Lab) -> Exercise:
+    def run(lab: Lab, instances: int) -> RunResult:
+        if int(instances) < 1:
+            raise ValueError("an instance count is a whole number >= 1")
+        return lab.run(
+            "sync_io",
+            threads=THREADS,
+            concurrency=PER_INSTANCE,
+            requests=8 * PER_INSTANCE,
+            upstream_delay_ms=100,
+        )
+
+    return NotebookExercise(
+        name="08_instances_for_500",
+        task=(
+            f"set `instances_for_500` to the number of instances that serve {TARGET_RPS} "
+            f"req/s of sync_io (100 ms upstream) with perInstanceConcurrency {PER_INSTANCE}."
+        ),
+        criteria=[no_errors(), carries(TARGET_RPS), not_wasteful(TARGET_RPS)],
+        hints=[
+            "Little's law: requests in flight = arrival rate x time each takes.",
+            f"In flight = {TARGET_RPS} req/s x about 0.1 s; each instance takes "
+            f"{PER_INSTANCE} of them. Or: {TARGET_RPS} / (one instance's req/s), rounded up.",
+        ],
+        run=run,
+        lab=lab,
+        answer_name="instances_for_500",
+        explanation=(
+            "Instances = rate x latency / per-instance concurrency: the scale controller "
+            "does this sum for you, with the concurrency you allow."
+        ),
+    )
