@@ -8,9 +8,6 @@ calls were in flight at once, and how long an invocation took.
 from __future__ import annotations
 
 import math
-import runpy
-from dataclasses import dataclass
-from typing import Any
 
 from throughput_lab import Lab, default_executor_threads
 from throughput_lab.checks import (
@@ -25,16 +22,6 @@ from throughput_lab.checks import (
 )
 
 CALLS = 20  # upstream calls per invocation, as the query parameter ``calls``
-
-
-@dataclass
-class NotebookExercise(Exercise):
-    """An exercise whose solution file, ``solutions/NAME.py``, defines ``answer_name``."""
-
-    answer_name: str = ""
-
-    def solution_answer(self) -> Any:
-        return runpy.run_path(str(self.solution_path()))[self.answer_name]
 
 
 def in_flight_for_load(calls: int = CALLS) -> int:
@@ -57,7 +44,7 @@ def more_at_once_than_default_executor() -> Criterion:
 
 
 def ex05(lab: Lab) -> Exercise:
-    return NotebookExercise(
+    return Exercise(
         name="05_own_executor",
         task=(
             "write `own_executor(req)`, an async def that makes `calls` (a query parameter) "

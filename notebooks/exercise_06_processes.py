@@ -8,22 +8,9 @@ allow, then counts the memory your worker processes hold.
 from __future__ import annotations
 
 import math
-import runpy
-from dataclasses import dataclass
-from typing import Any
 
 from throughput_lab import Lab, RunResult, available_cores
 from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
-
-
-@dataclass
-class NotebookExercise(Exercise):
-    """An exercise whose solution file, ``solutions/NAME.py``, defines ``answer_name``."""
-
-    answer_name: str = ""
-
-    def solution_answer(self) -> Any:
-        return runpy.run_path(str(self.solution_path()))[self.answer_name]
 
 
 def cores_limit_rps(e: Evidence) -> float:
@@ -82,7 +69,7 @@ def ex06(lab: Lab) -> Exercise:
             requests=max(24, 3 * in_flight),
         )
 
-    return NotebookExercise(
+    return Exercise(
         name="06_processes_for_cpu_bound",
         task=(
             "set `processes_for_cpu_bound` to the fewest FUNCTIONS_WORKER_PROCESS_COUNT with "

@@ -8,25 +8,12 @@ machine's cores allow; then it counts the pool threads that never had work.
 from __future__ import annotations
 
 import math
-import runpy
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
 
 from throughput_lab import Lab, RunResult, available_cores
 from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
 
 IN_FLIGHT = 16
-
-
-@dataclass
-class NotebookExercise(Exercise):
-    """An exercise whose solution file, ``solutions/NAME.py``, defines ``answer_name``."""
-
-    answer_name: str = ""
-
-    def solution_answer(self) -> Any:
-        return runpy.run_path(str(self.solution_path()))[self.answer_name]
 
 
 def reaches_cores_limit(fraction: float) -> Criterion:
@@ -87,7 +74,7 @@ def ex07(lab: Lab) -> Exercise:
             upstream_delay_ms=100,
         )
 
-    return NotebookExercise(
+    return Exercise(
         name="07_mixed_settings",
         task=(
             f"set `mixed_settings = dict(processes=..., threads=...)` so that `mixed`, with "

@@ -8,9 +8,6 @@ carries the target load without more than a small margin of spare instances.
 from __future__ import annotations
 
 import math
-import runpy
-from dataclasses import dataclass
-from typing import Any
 
 from throughput_lab import Lab, RunResult
 from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
@@ -18,16 +15,6 @@ from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
 TARGET_RPS = 500
 PER_INSTANCE = 16  # perInstanceConcurrency you plan for
 THREADS = 16  # PYTHON_THREADPOOL_THREAD_COUNT: one thread per request in flight
-
-
-@dataclass
-class NotebookExercise(Exercise):
-    """An exercise whose solution file, ``solutions/NAME.py``, defines ``answer_name``."""
-
-    answer_name: str = ""
-
-    def solution_answer(self) -> Any:
-        return runpy.run_path(str(self.solution_path()))[self.answer_name]
 
 
 def carries(target: float, tolerance: float = 0.85) -> Criterion:
@@ -72,7 +59,7 @@ def ex08(lab: Lab) -> Exercise:
             upstream_delay_ms=100,
         )
 
-    return NotebookExercise(
+    return Exercise(
         name="08_instances_for_500",
         task=(
             f"set `instances_for_500` to the number of instances that serve {TARGET_RPS} "
