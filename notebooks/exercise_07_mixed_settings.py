@@ -7,30 +7,19 @@ machine's cores allow; then it counts the pool threads that never had work.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
-from throughput_lab import Lab, RunResult, available_cores
-from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
+from throughput_lab import Lab, RunResult
+from throughput_lab.checks import (
+    Criterion,
+    Evidence,
+    Exercise,
+    no_errors,
+    no_more_processes_than_cores,
+    reaches_cores_limit,
+)
 
 IN_FLIGHT = 16
-
-
-def reaches_cores_limit(fraction: float) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str]:
-        cpu_s = e.summary.cpu_ms / 1e3
-        limit = available_cores() / cpu_s if cpu_s > 0 else math.inf
-        got = e.summary.throughput_rps
-        return got >= fraction * limit, (
-            f"{got:.1f} req/s of the {limit:.1f} req/s the cores allow for its "
-            f"{e.summary.cpu_ms:.0f} ms of CPU each ({got / limit:.0%})"
-        )
-
-    return Criterion(
-        f"reaches {fraction:.0%} of what this machine's cores allow",
-        test,
-        "the CPU part needs a process per core (GIL); the waiting part needs threads",
-    )
 
 
 def every_thread_used(slack: int = 1) -> Criterion:
@@ -53,16 +42,6 @@ def every_thread_used(slack: int = 1) -> Criterion:
     )
 
 
-def no_more_processes_than_cores() -> Criterion:
-    cores = max(1, math.ceil(available_cores()))
-
-    def test(e: Evidence) -> tuple[bool, str]:
-        processes = e.summary.processes or 0
-        return processes <= cores, f"{processes} process(es) for {cores} core(s)"
-
-    return Criterion("no more processes than cores", test)
-
-
 def ex07(lab: Lab) -> Exercise:
     def run(lab: Lab, settings: dict) -> RunResult:
         return lab.run(
@@ -83,7 +62,9 @@ def ex07(lab: Lab) -> Exercise:
         ),
         criteria=[
             no_errors(),
-            reaches_cores_limit(0.6),
+            reaches_cores_limit(
+                0.6, "the CPU part needs a process per core (GIL); the waiting part needs threads"
+            ),
             no_more_processes_than_cores(),
             every_thread_used(),
         ],

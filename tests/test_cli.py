@@ -185,25 +185,20 @@ def test_sweep_grid_json():
     assert [(r["processes"], r["threads"]) for r in runs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
 
 
-def start_serve(port: int, *extra: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "throughput_lab",
-            "serve",
-            "--app",
-            str(ENGINE_APP),
-            "--port",
-            str(port),
-            "--processes",
-            "2",
-            *extra,
-        ],
+def cli_process(*args: str) -> subprocess.Popen[str]:
+    """The CLI in a session of its own, as a terminal would run it (Ctrl-C: killpg)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "throughput_lab", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+    )
+
+
+def start_serve(port: int, *extra: str) -> subprocess.Popen[str]:
+    proc = cli_process(
+        "serve", "--app", str(ENGINE_APP), "--port", str(port), "--processes", "2", *extra
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -260,27 +255,18 @@ def test_serve_routes_like_func_start_and_bench_url_measures_it():
 @pytest.mark.parametrize("to_group", [False, True], ids=["parent-only", "process-group"])
 def test_ctrl_c_stops_a_run_and_leaves_no_process(to_group):
     before = {p.pid for p in worker_processes()}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "throughput_lab",
-            "bench",
-            "--app",
-            str(ENGINE_APP),
-            "--function",
-            "sync_sleep",
-            "--processes",
-            "3",
-            "--duration",
-            "60",
-            "--param",
-            "s=0.2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    proc = cli_process(
+        "bench",
+        "--app",
+        str(ENGINE_APP),
+        "--function",
+        "sync_sleep",
+        "--processes",
+        "3",
+        "--duration",
+        "60",
+        "--param",
+        "s=0.2",
     )
     deadline = time.monotonic() + 30
     while len([p for p in worker_processes() if p.pid not in before]) < 3:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .app_settings import available_cores
 from .lab import Lab, RunResult, find_app
 from .metrics import percentile
 
@@ -164,6 +165,41 @@ def queue_p95_below(fraction_of_service: float) -> Criterion:
         "no request waits for a pool thread (p95 queue wait small)",
         test,
         "a request that finds every thread busy waits in the pool's queue",
+    )
+
+
+def reaches_cores_limit(
+    fraction: float, why: str = "pure-Python work holds the GIL: one process uses one core"
+) -> Criterion:
+    """Throughput of at least ``fraction`` of cores / CPU seconds each invocation needs."""
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        cpu_s = e.summary.cpu_ms / 1e3
+        limit = available_cores() / cpu_s if cpu_s > 0 else math.inf
+        got = e.summary.throughput_rps
+        return got >= fraction * limit, (
+            f"{got:.1f} req/s of the {limit:.1f} req/s that {available_cores():g} core(s) "
+            f"allow for {e.summary.cpu_ms:.0f} ms of CPU each ({got / limit:.0%})"
+        )
+
+    return Criterion(f"reaches {fraction:.0%} of what this machine's cores allow", test, why)
+
+
+def no_more_processes_than_cores() -> Criterion:
+    cores = max(1, math.ceil(available_cores()))
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        processes = e.summary.processes or 0
+        rss = e.summary.worker_rss_mb
+        return processes <= cores, (
+            f"{processes} process(es) for {cores} core(s), holding {sum(rss):.0f} MB "
+            f"({sum(rss) / max(len(rss), 1):.0f} MB each)"
+        )
+
+    return Criterion(
+        "no more processes than cores",
+        test,
+        "a process beyond the cores adds no CPU, only memory and switching",
     )
 
 
