@@ -224,6 +224,11 @@ class Lab:
             concurrency = min(concurrency, requests)  # no more in flight than there are
         if requests is not None and requests < 1:
             raise ValueError(f"requests must be >= 1, got {requests}")
+        if handler is not None and processes != 1:
+            raise ValueError(
+                "a handler from this notebook runs in one in-process worker: processes=1; "
+                "put it in a function app folder to run it in more worker processes"
+            )
         if function is None:
             if handler is None or isinstance(handler, func.FunctionApp):
                 raise ValueError("name the function to run")
@@ -323,7 +328,7 @@ class Lab:
             else Ideal(0.0, "unknown: the function failed when run alone")
         )
 
-        host.stats()  # resets each worker's loop-lag maximum
+        await asyncio.to_thread(host.stats)  # resets each worker's loop-lag maximum
         self.upstream.reset_stats()
 
         def record(rec: InvocationRecord) -> None:
