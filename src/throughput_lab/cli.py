@@ -194,7 +194,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for t in threads_list:
         check_threads_flag(t)
     app = _app(args.app)
-    requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
     summaries: list[Summary] = []
     with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
         for processes in processes_list:
@@ -204,7 +203,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     processes=processes,
                     threads=threads,
                     concurrency=args.concurrency,
-                    requests=requests,
+                    requests=args.requests,
                     duration_s=args.duration,
                     params=dict(args.param),
                 )

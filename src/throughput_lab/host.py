@@ -125,10 +125,15 @@ class Host:
         """The thread pool size each worker really has."""
         return self.workers[0].threads if self.workers else 0
 
-    def worker_environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.app_settings}
+    def worker_app_settings(self) -> dict[str, str]:
+        """What a worker reads its app settings from: this environment, then the host's."""
+        settings = {**os.environ, **self.app_settings}
         if self.thread_setting is not None:
-            env[THREAD_COUNT_SETTING] = str(self.thread_setting)
+            settings[THREAD_COUNT_SETTING] = str(self.thread_setting)
+        return settings
+
+    def worker_environment(self) -> dict[str, str]:
+        env = self.worker_app_settings()
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, env.get("PYTHONPATH")) if p)
         return env
 
@@ -157,11 +162,8 @@ class Host:
         from .worker_process import run_worker_loop, serve
 
         host_end, worker_end = Pipe()
-        settings = {**os.environ, **self.app_settings}
-        if self.thread_setting is not None:
-            settings[THREAD_COUNT_SETTING] = str(self.thread_setting)
         assert self._in_process is not None
-        loop_main = serve(worker_end, self._in_process, self.timeout_s, settings)
+        loop_main = serve(worker_end, self._in_process, self.timeout_s, self.worker_app_settings())
         thread = threading.Thread(
             target=run_worker_loop, args=(loop_main,), name="in-process-worker", daemon=True
         )
