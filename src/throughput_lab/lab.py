@@ -310,7 +310,14 @@ class Lab:
             method=method, route=info.route or function, params=params, body=body
         )
         timeout = (host.timeout_s or DEFAULT_TIMEOUT_S) + 5.0
-        send = host_sender(host, function, request, timeout)
+        send_now = host_sender(host, function, request, timeout)
+
+        async def send(index: int) -> InvocationRecord:
+            # On Python < 3.12 wait_for can swallow a task.cancel() that lands as a result
+            # arrives; the flag still stops the run at its next invocation.
+            if handle._cancelled:
+                raise asyncio.CancelledError
+            return await send_now(index)
 
         # Warm-up: one invocation per worker to warm it, then a few alone to time them.
         for i in range(processes):
