@@ -76,11 +76,14 @@ class InvocationRecord:
     pid: int = 0
     thread: str = ""
     dispatched: float = 0.0  # host sent it
+    submitted: float = 0.0  # the worker handed it to the pool (``def``) or the loop
     started: float = 0.0  # user code began (for ``def``: a pool thread picked it up)
     ended: float = 0.0  # user code returned or raised
     completed: float = 0.0  # host received the response
     cpu_ms: float = 0.0  # CPU time of the user code (its thread, its coroutine's steps)
     longest_step_ms: float = 0.0  # ``async def``: longest stretch it held the event loop
+    loop_ms: float = 0.0  # ``async def``: all the time it held the event loop
+    executor_ms: float = 0.0  # thread time in asyncio's default executor (run_in_executor)
     status: int = 0
     error: str = ""
 
@@ -97,12 +100,21 @@ class InvocationRecord:
         return max(0.0, self.started - self.dispatched) * 1e3 if self.started else 0.0
 
     @property
+    def wait_ms(self) -> float:
+        """Waiting inside the worker for a pool thread (``def``) or the loop's turn."""
+        return max(0.0, self.started - self.submitted) * 1e3 if self.submitted else 0.0
+
+    @property
     def run_ms(self) -> float:
         return (self.ended - self.started) * 1e3 if self.started else 0.0
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row.update(
-            ok=self.ok, latency_ms=self.latency_ms, queue_ms=self.queue_ms, run_ms=self.run_ms
+            ok=self.ok,
+            latency_ms=self.latency_ms,
+            queue_ms=self.queue_ms,
+            wait_ms=self.wait_ms,
+            run_ms=self.run_ms,
         )
         return row

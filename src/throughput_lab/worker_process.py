@@ -85,6 +85,7 @@ async def serve(
                     {
                         "pid": os.getpid(),
                         "max_loop_lag_ms": worker.lag.reset() * 1e3,
+                        "executor_peak": worker.default_executor.reset_peak(),
                         "cpu_s": time.process_time(),
                         **_memory(),
                         "threads": threading.active_count(),
