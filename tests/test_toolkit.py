@@ -48,6 +48,7 @@ def records(
                 pid=1000 + worker,
                 thread=thread_name or f"worker-pool_{slot}",
                 dispatched=1.0,
+                submitted=1.0,
                 started=started,
                 ended=started + run_s,
                 completed=started + run_s + 0.001,
@@ -433,7 +434,8 @@ def test_panel_disables_run_while_running_and_stop_cancels():
 
     assert asyncio.run(scenario()) is None
     assert lab.handles[0].cancelled
-    assert "stopped" in panel.status.value
+    assert panel.status.value == "stopped: nothing added to the runs so far: 0"
+    assert panel.history == [] and panel.last is None
     assert not panel.running and not panel.run_button.disabled
 
 

@@ -409,6 +409,7 @@ def lesson(
     claim: str | Callable[[float], str],
     *,
     attempts: int = 5,
+    noise: float = NEAR,
 ) -> bool:
     """Print whether the notebook's lesson held on this machine, with the ratio behind it.
 
@@ -426,7 +427,7 @@ def lesson(
         ratios.append(measure() if callable(measure) else float(measure))
         ratio = statistics.median(ratios)
         # The median of n measurements wavers about 1/sqrt(n) as much as one does.
-        band = NEAR / math.sqrt(len(ratios))
+        band = noise / math.sqrt(len(ratios))
         undecided = any(
             math.isfinite(limit) and abs(ratio - limit) <= band * limit for limit in (low, high)
         )

@@ -290,7 +290,7 @@ class ControlPanel(widgets.VBox):
             self._set_busy(False)
             self._handle = None
             if stopped:
-                self.status.value = "stopped"
+                self.status.value = f"stopped: nothing added to the {self._runs_text()}"
                 self.progress.value = 0
                 if isinstance(exc, Exception):
                     return None
@@ -300,10 +300,13 @@ class ControlPanel(widgets.VBox):
         self._handle = None
         self.last = result
         self.progress.value = 1
-        self.status.value = f"done in {time.monotonic() - began:.1f} s"
+        self.status.value = f"done in {time.monotonic() - began:.1f} s ({self._runs_text()})"
         self.summary.value = f"<code>{html.escape(result.summary.line())}</code>"
         self._set_busy(False)
         return result
+
+    def _runs_text(self) -> str:
+        return f"runs so far: {len(self.history)}"
 
     @staticmethod
     async def _wait(handle: RunHandle, seconds: float) -> None:
