@@ -410,7 +410,7 @@ def lesson(
     *,
     attempts: int = 5,
     noise: float = NEAR,
-) -> bool:
+) -> None:
     """Print whether the notebook's lesson held on this machine, with the ratio behind it.
 
     ``measure`` is the ratio, or a function that measures it once (compare the settings
@@ -445,4 +445,3 @@ def lesson(
             "This machine did not reproduce it. Likely causes: other programs using the "
             "CPU, fewer cores than the lesson needs, or a slow start; run the notebook again."
         )
-    return held

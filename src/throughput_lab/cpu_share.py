@@ -5,8 +5,9 @@ cores the lab may use (CPU affinity, a cgroup quota) are an upper limit; what ot
 programs used during the run is taken off it. ``CpuMeter`` reads the CPU time the machine
 spent busy over the run's window (system-wide, or the container's own account under a
 cgroup quota, as on Binder) and the CPU time of the lab's own processes, and calls the
-difference "others". Low-priority (``nice``) work counts too: where the desktop groups
-processes by session (Linux's autogroup), it does not yield to the lab.
+difference "others". Low-priority (``nice``) work only counts where Linux groups
+processes by session (autogroup, as most desktops do): there it does not yield to the lab;
+elsewhere it only takes what the lab leaves idle.
 """
 
 from __future__ import annotations
@@ -58,11 +59,20 @@ def _busy_s(cpus: set[int] | None) -> float:
             pass
     per_cpu = psutil.cpu_times(percpu=True)
     chosen = [t for i, t in enumerate(per_cpu) if cpus is None or i in cpus]
+    nice_competes = _autogroup()
     busy = 0.0
     for t in chosen:
-        busy += t.user + t.nice + t.system
+        busy += t.user + t.system + (t.nice if nice_competes else 0.0)
         busy += sum(getattr(t, name, 0.0) for name in ("irq", "softirq", "steal"))
     return busy
+
+
+def _autogroup() -> bool:
+    """Whether Linux schedules by session group, so that nice does not yield across them."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 class CpuMeter:

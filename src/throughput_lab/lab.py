@@ -35,7 +35,7 @@ from .upstream import Upstream
 DEFAULT_TIMEOUT_S = 30.0
 # Invocations timed alone before a run: at least ALONE_MIN (and one per worker), up to
 # ALONE_MAX while they take less than ALONE_BUDGET_S in all.
-ALONE_MIN, ALONE_MAX, ALONE_BUDGET_S = 5, 15, 0.5
+ALONE_MIN, ALONE_MAX, ALONE_BUDGET_S = 3, 15, 0.5
 APP_FOLDER = "sample_functions"
 
 
@@ -339,7 +339,7 @@ class Lab:
         # Warm-up: one invocation per worker (imports, first connections), not timed.
         for i in range(processes):
             await send(-1 - i)
-        # Then invocations alone, to time what one needs: at least five and one per
+        # Then invocations alone, to time what one needs: at least three and one per
         # worker, more while they are quick, for medians that a busy machine cannot sway.
         alone: list[InvocationRecord] = []
         began = clock()
@@ -364,6 +364,7 @@ class Lab:
         before = await asyncio.to_thread(host.stats)  # also resets each worker's loop lag
         self.upstream.reset_stats()
         meter.start(_lab_cpu_s(before))
+        own_before = own_cpu_s()
 
         def record(rec: InvocationRecord) -> None:
             handle.records.append(rec)
@@ -373,6 +374,7 @@ class Lab:
         records, elapsed = await closed_loop(send, concurrency, requests, duration_s, record)
         worker_stats = await asyncio.to_thread(host.stats)
         cpu = meter.stop(_lab_cpu_s(worker_stats))
+        own_busy = (own_cpu_s() - own_before) / elapsed if elapsed > 0 else 0.0
         demand = Demand.measure(alone, records)
         handle.ideal = ideal(demand, cpu.free)
         summary = summarize(
@@ -389,6 +391,8 @@ class Lab:
             upstream_peak=self.upstream.stats.peak_in_flight,
             is_async=info.is_async,
             cpu=cpu,
+            loop_busy=_busiest_loop(before, worker_stats, elapsed),
+            lab_process_busy=own_busy,
         )
         return RunResult(summary, records, worker_stats)
 
@@ -397,3 +401,12 @@ def _lab_cpu_s(worker_stats: list[dict[str, Any]]) -> float:
     """CPU seconds of the lab so far: this process and its worker processes."""
     me = os.getpid()
     return own_cpu_s() + sum(s.get("cpu_s", 0.0) for s in worker_stats if s.get("pid") != me)
+
+
+def _busiest_loop(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], elapsed_s: float
+) -> float:
+    """Share of the window the busiest worker's event-loop thread spent computing."""
+    start = {s["worker"]: s.get("loop_cpu_s", 0.0) for s in before}
+    busy = [s.get("loop_cpu_s", 0.0) - start.get(s["worker"], 0.0) for s in after]
+    return max(busy, default=0.0) / elapsed_s if elapsed_s > 0 else 0.0

@@ -147,19 +147,17 @@ def ideal_throughput(
 
 
 def throughput_error(records: Sequence[InvocationRecord], elapsed_s: float) -> float:
-    """+- of a run's throughput: the spread of its rate over five slices of the window."""
-    done = sorted(r.completed for r in records if r.ok)
-    if len(done) < 2 or elapsed_s <= 0:
+    """+- of a run's throughput: its standard error, by Little's law from the latencies.
+
+    Throughput = in flight / mean latency, so it is as uncertain as the mean latency:
+    the latencies' spread over the square root of their number.
+    """
+    latencies = [r.latency_ms for r in records if r.ok]
+    if len(latencies) < 2 or elapsed_s <= 0:
         return 0.0
-    if len(done) < 10:
-        return len(done) / elapsed_s / math.sqrt(len(done))
-    first = min(r.dispatched for r in records)
-    width = elapsed_s / 5
-    counts = [0] * 5
-    for t in done:
-        counts[min(4, max(0, int((t - first) / width)))] += 1
-    rates = [c / width for c in counts]
-    return statistics.stdev(rates) / math.sqrt(len(rates))
+    mean = statistics.fmean(latencies)
+    relative = statistics.stdev(latencies) / mean / math.sqrt(len(latencies)) if mean > 0 else 0.0
+    return len(latencies) / elapsed_s * relative
 
 
 @dataclass
@@ -198,6 +196,8 @@ class Summary:
     lab_cpu_ms: float = 0.0  # the lab's CPU per invocation: function, worker, host, load
     executor_ms: float = 0.0  # thread time in asyncio's default executor per invocation
     executor_peak: int = 0  # most of its threads busy at once, in any worker process
+    loop_busy: float = 0.0  # share of the run the busiest worker's event loop thread computed
+    lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,9 +231,9 @@ def limited_by(s: Summary) -> str:
     cpu_s = s.cpu_ms / 1e3
     processes = s.processes or 1
     gil = processes / cpu_s if cpu_s > 0 else math.inf
-    cpu_bound = s.service_ms > 0 and s.cpu_ms / s.service_ms >= 0.5
     threads_could_share = (s.threads or 1) > 1
-    if not s.is_async and cpu_bound and threads_could_share and s.throughput_rps <= 1.2 * gil:
+    at_the_gil = 0.7 * gil <= s.throughput_rps <= 1.2 * gil and gil < 0.8 * s.ideal_rps
+    if not s.is_async and threads_could_share and at_the_gil:
         return (
             f"the GIL: pure-Python code runs on one core per process at a time, "
             f"{processes} / {s.cpu_ms:.0f} ms of CPU = {gil:.1f} req/s at most"
@@ -243,6 +243,16 @@ def limited_by(s: Summary) -> str:
             f"the CPU: the lab's processes used {s.lab_cores:.1f} of the {s.free_cores:.1f} "
             f"free cores, {s.lab_cpu_ms:.1f} ms per invocation ({s.cpu_ms:.1f} ms in the "
             "function, the rest in the worker, host, upstream and load)"
+        )
+    if s.loop_busy >= 0.85:
+        return (
+            f"the event loop: its one thread was computing {s.loop_busy:.0%} of the run "
+            "(the function's steps, and decoding and encoding each request)"
+        )
+    if s.lab_process_busy >= 0.85:
+        return (
+            f"the lab's own process: its host, load and upstream share one GIL, busy "
+            f"{s.lab_process_busy:.0%} of a core (in Azure these are not on the instance)"
         )
     if s.max_loop_lag_ms > 50:
         return f"a blocked event loop (worst lag {s.max_loop_lag_ms:.0f} ms)"
@@ -267,6 +277,8 @@ def summarize(
     upstream_peak: int = 0,
     is_async: bool = False,
     cpu: CpuShare | None = None,
+    loop_busy: float = 0.0,
+    lab_process_busy: float = 0.0,
 ) -> Summary:
     ok = [r for r in records if r.ok]
     latencies = [r.latency_ms for r in ok]
@@ -308,6 +320,8 @@ def summarize(
         bounds=dict(ideal.bounds),
         executor_ms=sum(r.executor_ms for r in ok) / len(ok) if ok else 0.0,
         executor_peak=max((s.get("executor_peak", 0) for s in worker_stats), default=0),
+        loop_busy=loop_busy,
+        lab_process_busy=lab_process_busy,
     )
     if cpu is not None:
         summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours

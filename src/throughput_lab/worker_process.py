@@ -86,6 +86,8 @@ async def serve(
                         "pid": os.getpid(),
                         "max_loop_lag_ms": worker.lag.reset() * 1e3,
                         "executor_peak": worker.default_executor.reset_peak(),
+                        # this runs on the loop's thread: its CPU is the event loop's
+                        "loop_cpu_s": time.thread_time(),
                         "cpu_s": time.process_time(),
                         **_memory(),
                         "threads": threading.active_count(),
