@@ -198,6 +198,7 @@ class Summary:
     executor_peak: int = 0  # most of its threads busy at once, in any worker process
     loop_busy: float = 0.0  # share of the run the busiest worker's event loop thread computed
     lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
+    transit_share: float = 0.0  # share of a request's time spent outside the worker's hands
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,38 +223,75 @@ class Summary:
         return f"{self.processes} process(es) x {self.threads} threads, "
 
 
+def _transit_share(records: Sequence[InvocationRecord]) -> float:
+    """Share of the requests' time spent before the worker took them or after it let go."""
+    timed = [r for r in records if r.submitted and r.ended]
+    total = sum(r.latency_ms for r in timed)
+    inside = sum((r.ended - r.submitted) * 1e3 for r in timed)
+    return max(0.0, total - inside) / total if total > 0 else 0.0
+
+
+# A resource this busy during a run can explain why the run fell short of its ideal.
+SATURATED = 0.6
+
+
 def limited_by(s: Summary) -> str:
-    """Name what kept a run under ``EXPLAIN_BELOW`` of its ideal, from what was measured."""
+    """Name what kept a run under ``EXPLAIN_BELOW`` of its ideal, from what was measured.
+
+    Each candidate is a resource the worker model leaves out, with how busy the run kept
+    it; the busiest one at or above ``SATURATED`` is named, with its figure.
+    """
     if s.ideal_rps <= 0 or s.efficiency >= EXPLAIN_BELOW:
         return ""
     if s.errors:
         return f"errors ({s.errors} of {s.requests} requests failed)"
-    cpu_s = s.cpu_ms / 1e3
     processes = s.processes or 1
-    gil = processes / cpu_s if cpu_s > 0 else math.inf
-    threads_could_share = (s.threads or 1) > 1
-    at_the_gil = 0.7 * gil <= s.throughput_rps <= 1.2 * gil and gil < 0.8 * s.ideal_rps
-    if not s.is_async and threads_could_share and at_the_gil:
-        return (
-            f"the GIL: pure-Python code runs on one core per process at a time, "
-            f"{processes} / {s.cpu_ms:.0f} ms of CPU = {gil:.1f} req/s at most"
+    candidates: list[tuple[float, str]] = []
+    if not s.is_async and (s.threads or 1) > 1 and s.cpu_ms > 0:
+        gil = processes / (s.cpu_ms / 1e3)
+        if gil < 0.8 * s.ideal_rps:  # only where the GIL would bind before the ideal
+            candidates.append(
+                (
+                    s.throughput_rps / gil,
+                    f"the GIL: pure-Python code runs on one core per process at a time, "
+                    f"{processes} / {s.cpu_ms:.0f} ms of CPU = {gil:.1f} req/s at most",
+                )
+            )
+    if s.free_cores > 0:
+        candidates.append(
+            (
+                s.lab_cores / s.free_cores,
+                f"the CPU: the lab's processes used {s.lab_cores:.1f} of the "
+                f"{s.free_cores:.1f} free cores, {s.lab_cpu_ms:.1f} ms per invocation "
+                f"({s.cpu_ms:.1f} ms in the function, the rest in the worker, host, upstream "
+                "and load)",
+            )
         )
-    if s.free_cores > 0 and s.lab_cores >= 0.85 * s.free_cores:
-        return (
-            f"the CPU: the lab's processes used {s.lab_cores:.1f} of the {s.free_cores:.1f} "
-            f"free cores, {s.lab_cpu_ms:.1f} ms per invocation ({s.cpu_ms:.1f} ms in the "
-            "function, the rest in the worker, host, upstream and load)"
-        )
-    if s.loop_busy >= 0.85:
-        return (
+    candidates.append(
+        (
+            s.loop_busy,
             f"the event loop: its one thread was computing {s.loop_busy:.0%} of the run "
-            "(the function's steps, and decoding and encoding each request)"
+            "(the function's steps, and decoding and encoding each request)",
         )
-    if s.lab_process_busy >= 0.85:
-        return (
+    )
+    candidates.append(
+        (
+            s.transit_share,
+            f"the lab itself: {s.transit_share:.0%} of each request's time went between the "
+            "load, the host and the worker, not to the function (the engine's own cost per "
+            "request; a handler from a notebook also shares the kernel's GIL with them)",
+        )
+    )
+    candidates.append(
+        (
+            s.lab_process_busy,
             f"the lab's own process: its host, load and upstream share one GIL, busy "
-            f"{s.lab_process_busy:.0%} of a core (in Azure these are not on the instance)"
+            f"{s.lab_process_busy:.0%} of a core (in Azure these are not on the instance)",
         )
+    )
+    busiest, text = max(candidates, key=lambda c: c[0])
+    if busiest >= SATURATED:
+        return text
     if s.max_loop_lag_ms > 50:
         return f"a blocked event loop (worst lag {s.max_loop_lag_ms:.0f} ms)"
     return (
@@ -322,6 +360,7 @@ def summarize(
         executor_peak=max((s.get("executor_peak", 0) for s in worker_stats), default=0),
         loop_busy=loop_busy,
         lab_process_busy=lab_process_busy,
+        transit_share=_transit_share(ok),
     )
     if cpu is not None:
         summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours
