@@ -369,6 +369,10 @@ def run_locust(
 
 
 def _stop_group(proc: subprocess.Popen[str]) -> None:
+    if os.name == "nt":  # no process groups to signal there
+        proc.kill()
+        proc.communicate()
+        return
     for sig in (signal.SIGINT, signal.SIGKILL):
         if proc.poll() is not None:
             break
