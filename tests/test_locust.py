@@ -119,18 +119,19 @@ def test_generated_file_runs_unchanged_under_locust_against_serve(tmp_path):
         keyed = tmp_path / "keyed"
         done = cli("locustfile", "--url", f"{host}/api/keyed", "--users", "2", "--out", str(keyed))
         assert done.returncode == 0, done.stderr
+        # A few seconds each, and any number of requests: a busy machine may send few.
         with_key = run_locust(
-            keyed / LOCUSTFILE, host, 2, 2, tmp_path / "with", env={"FUNCTION_KEY": SECRET}
+            keyed / LOCUSTFILE, host, 2, 3, tmp_path / "with", env={"FUNCTION_KEY": SECRET}
         )
-        assert with_key.requests > 10 and with_key.failures == 0
+        assert with_key.requests > 0 and with_key.failures == 0
         no_key = {"FUNCTION_KEY": ""}
-        without = run_locust(keyed / LOCUSTFILE, host, 2, 2, tmp_path / "without", env=no_key)
+        without = run_locust(keyed / LOCUSTFILE, host, 2, 3, tmp_path / "without", env=no_key)
         assert without.requests > 0 and without.failures == without.requests  # 401 each
 
         echo = scenario(f"{host}/api/echo?name=x", method="POST", body="hello", users=2)
         (tmp_path / "echo.py").write_text(render_locustfile(echo))
-        posted = run_locust(tmp_path / "echo.py", host, 2, 2, tmp_path / "echo")
-        assert posted.requests > 10 and posted.failures == 0  # GET would be a 405
+        posted = run_locust(tmp_path / "echo.py", host, 2, 3, tmp_path / "echo")
+        assert posted.requests > 0 and posted.failures == 0  # GET would be a 405
     finally:
         _stop(proc)
 
