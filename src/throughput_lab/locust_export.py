@@ -180,7 +180,9 @@ def render_test_config(
     """Azure Load Testing's YAML test configuration that runs ``locustfile.py``.
 
     Locust takes its options from ``LOCUST_*`` environment variables, which the ``env`` list
-    sets on every engine; ``LOCUST_USERS`` is the total over all engines.
+    sets on the engines. ``LOCUST_USERS`` is Locust's ``-u``: the total of a distributed
+    Locust run; Learn's Locust quickstart calls the portal's user count "per test engine
+    instance", its high-scale article "total", so the YAML says to check the run.
     """
     test_id = test_id or test_id_for(s)
     if not _TEST_ID.fullmatch(test_id):
@@ -213,7 +215,9 @@ def render_test_config(
         "env:",
         "  - name: LOCUST_HOST",
         f"    value: {q(s.host)}",
-        "  - name: LOCUST_USERS  # in total, over all engines",
+        "  # Locust's -u. Learn's pages differ on whether Azure Load Testing applies it per engine",
+        "  # (Locust quickstart) or in total (high-scale article): check the run's user count.",
+        "  - name: LOCUST_USERS",
         f"    value: {q(str(s.users))}",
         "  - name: LOCUST_SPAWN_RATE",
         f"    value: {q(str(s.users))}",
