@@ -45,7 +45,8 @@ KEY_HEADER = "x-functions-key"
 LOCUSTFILE = "locustfile.py"
 TEST_CONFIG = "loadtest.yaml"
 INSTALL_HINT = (
-    'Locust is not installed; to use it: pip install -e ".[load]"  (or: pip install locust)'
+    'Locust is not installed; at the repository root: pip install -e ".[load]" '
+    "(or anywhere: pip install locust)"
 )
 _TEST_ID = re.compile(r"[a-z0-9_-]{2,50}")
 
