@@ -1,4 +1,4 @@
-"""``python -m throughput_lab bench|sweep|serve``: the command-line contract in design.md.
+"""``python -m throughput_lab bench|sweep|serve|locustfile``: the contract in design.md.
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits with 130 and leaves no
 worker process behind; neither prints a traceback.
@@ -123,7 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
     app_options(serve)
     serve.add_argument("--port", type=int, default=7071)
+
+    locust = commands.add_parser(
+        "locustfile", help="write the bench scenario as a Locust test (and Azure Load Testing YAML)"
+    )
+    locust.add_argument("--url", required=True, help="the function's URL (the key: $FUNCTION_KEY)")
+    locust.add_argument("--path", help="path and query, e.g. /api/sync_io (replaces the URL's)")
+    locust.add_argument("--method", default="GET")
+    locust.add_argument("--body", help="request body")
+    locust.add_argument(
+        "--header", type=_header, action="append", default=[], help="'Name: value' (repeatable)"
+    )
+    locust.add_argument("--users", type=_positive_int, default=8, help="requests in flight")
+    locust.add_argument("--run-time", type=_positive_int, default=60, help="seconds (default 60)")
+    locust.add_argument("--out", default="loadtest", help="folder to write into (default loadtest)")
+    locust.add_argument("--engine-instances", type=_positive_int, default=1)
+    locust.add_argument(
+        "--key-vault-secret", help="Key Vault secret identifier of the function key"
+    )
+    locust.add_argument("--test-id", help="Azure Load Testing testId")
     return parser
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
 
 
 def _processes(value: int | None) -> int:
@@ -259,10 +285,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_locustfile(args: argparse.Namespace) -> int:
+    from .locust_export import distributed_commands, scenario, write_load_test
+
+    s = scenario(
+        args.url,
+        path=args.path,
+        method=args.method,
+        body=args.body,
+        headers=dict(args.header),
+        users=args.users,
+        run_time_s=args.run_time,
+    )
+    try:
+        locustfile, config = write_load_test(
+            s, args.out, args.engine_instances, args.key_vault_secret, args.test_id
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot write the test into {args.out}: {exc.strerror}") from None
+    print(f"wrote {locustfile} and {config}: {s.users} users, {s.method} {s.url}")
+    print("the function key is read from $FUNCTION_KEY when the test runs; it is in no file")
+    print(
+        f"here:  cd {args.out} && locust -f {locustfile.name} --headless -u {s.users} "
+        f"-r {s.users} -t {s.run_time_s}s"
+    )
+    for what, command in distributed_commands(s, workers=2, test_id=args.test_id).items():
+        print(f"{what}:  " + command.replace("\n", "\n    "))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        command = {"bench": cmd_bench, "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
+        command = {
+            "bench": cmd_bench,
+            "sweep": cmd_sweep,
+            "serve": cmd_serve,
+            "locustfile": cmd_locustfile,
+        }[args.command]
         return command(args)
     except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
