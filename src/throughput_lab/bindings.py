@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
+from azure.functions import _abc
 
 if TYPE_CHECKING:
     from .app_loader import FunctionInfo
@@ -34,13 +35,13 @@ class Out(func.Out):
         return self._value
 
 
-class _TraceContext(func.TraceContext):
+class _TraceContext(_abc.TraceContext):
     trace_parent = ""
     trace_state = ""
     attributes: dict[str, str] = {}  # noqa: RUF012 - read-only, as the worker's
 
 
-class _RetryContext(func.RetryContext):
+class _RetryContext(_abc.RetryContext):
     retry_count = 0
     max_retry_count = 0
     exception = None  # type: ignore[assignment]
@@ -73,11 +74,11 @@ class Context(func.Context):
         return self._tls
 
     @property
-    def trace_context(self) -> func.TraceContext:
+    def trace_context(self) -> _abc.TraceContext:
         return _TraceContext()
 
     @property
-    def retry_context(self) -> func.RetryContext:
+    def retry_context(self) -> _abc.RetryContext:
         return _RetryContext()
 
 

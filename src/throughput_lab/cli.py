@@ -67,6 +67,45 @@ def _param(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def request_options(p: argparse.ArgumentParser) -> None:
+    """The request each invocation gets: by path, method, body and headers."""
+    p.add_argument("--method", help="HTTP method (default: GET, or the function's only one)")
+    p.add_argument(
+        "--path",
+        help="request path such as /api/users/7, routed like the host "
+        "(routePrefix from host.json); --function may then be left out",
+    )
+    body = p.add_mutually_exclusive_group()
+    body.add_argument("--body", help="request body text")
+    body.add_argument("--body-file", type=Path, help="request body from a file")
+    p.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        help="request header 'Name: value' (repeatable)",
+    )
+
+
+def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``Lab.run`` keyword arguments for the request options."""
+    if args.body_file is not None:
+        try:
+            body = args.body_file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --body-file {args.body_file}: {exc.strerror}") from None
+    else:
+        body = (args.body or "").encode()
+    return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -108,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="query parameter NAME=VALUE for the function (repeatable)",
         )
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        request_options(p)
 
     bench = commands.add_parser("bench", help="measure one function, or a live URL")
     app_options(bench)
@@ -117,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="a grid of thread counts x process counts")
     app_options(sweep, threads_list=True)
-    sweep.add_argument("--function", required=True)
+    sweep.add_argument("--function", help="function name (or give --path)")
     load_options(sweep)
 
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
@@ -164,8 +204,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             summary = run_bench_url(args.url, args.concurrency, requests, duration, on_record)
         _emit(summary, args.json)
         return 0
-    if not args.function:
-        raise UsageError("bench needs --function NAME (with --app) or --url URL")
+    if not args.function and not args.path:
+        raise UsageError(
+            "bench needs --function NAME or --path /api/... (with --app), or --url URL"
+        )
     processes = _processes(args.processes)
     check_threads_flag(args.threads)
     app = _app(args.app)
@@ -181,12 +223,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             params=dict(args.param),
             on_record=on_record,
+            **request_kwargs(args),
         )
     _emit(result.summary, args.json)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not args.function and not args.path:
+        raise UsageError("sweep needs --function NAME or --path /api/...")
+    request = request_kwargs(args)
     processes_list = args.processes or [_processes(None)]
     threads_list = args.threads or [None]
     for p in processes_list:
@@ -206,12 +252,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     requests=args.requests,
                     duration_s=args.duration,
                     params=dict(args.param),
+                    **request,
                 )
                 summaries.append(result.summary)
                 if not args.json:
                     print(result.summary.line(), flush=True)
     if args.json:
-        print(json.dumps({"function": args.function, "runs": [s.as_dict() for s in summaries]}))
+        print(
+            json.dumps(
+                {"function": summaries[0].function, "runs": [s.as_dict() for s in summaries]}
+            )
+        )
     else:
         print(_table(summaries))
     return 0
@@ -250,6 +301,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             timeout_s=timeout,
             app_settings={"UPSTREAM_URL": upstream.url},
+            capture_logs=True,
         ) as host,
     ):
         try:

@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from .invocation import HttpRequestFields
 
 DEFAULT_ROUTE_PREFIX = "api"
 _INT32, _INT64 = 2**31, 2**63
@@ -187,7 +189,8 @@ def _parse_parameter(inner: str, template: str) -> _Parameter:
         constraints = [_constraint(p) for p in pieces]
     if not re.fullmatch(r"\w+", name):
         raise RouteError(f"route {template!r}: bad parameter name {name!r}")
-    return _Parameter(name, optional or catch_all, catch_all, default, constraints)
+    optional = optional or catch_all or default is not None  # a default makes it omissible
+    return _Parameter(name, optional, catch_all, default, constraints)
 
 
 @dataclass
@@ -275,3 +278,84 @@ class Router:
     def functions_at(self, path: str) -> list[str]:
         """Functions whose template matches ``path`` whatever the method (for messages)."""
         return [name for name, template, _ in self.routes if template.match(path) is not None]
+
+
+def host_request(
+    method: str,
+    url: str,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    route_params: Mapping[str, str] | None = None,
+) -> HttpRequestFields:
+    """The fields the host sends the worker for a request it received at ``url``.
+
+    The full URL as received; header names in lower case; a query key given more than
+    once is one value, its values joined by commas (ASP.NET's ``StringValues.ToString()``),
+    and a key with an empty value is left out (azure-functions-host
+    ``GrpcMessageConversionExtensions.ToRpcHttp``).
+    """
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        query.setdefault(key, []).append(value)
+    joined_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        joined_headers.setdefault(name.lower(), []).append(value)
+    return HttpRequestFields(
+        method=method.upper(),
+        route=urlsplit(url).path,
+        params={k: ",".join(v) for k, v in query.items() if ",".join(v)},
+        headers={k: ",".join(v) for k, v in joined_headers.items()},
+        route_params=dict(route_params or {}),
+        body=body,
+        url=url,
+    )
+
+
+LOCAL_BASE = "http://127.0.0.1:7071"  # where ``func start`` would serve the app
+
+
+def plan_request(
+    functions: Mapping[str, Mapping[str, Any]],
+    prefix: str,
+    function: str | None = None,
+    method: str | None = None,
+    path: str | None = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+) -> tuple[str, HttpRequestFields]:
+    """The function a request reaches and the fields the host would send it.
+
+    With ``path`` (e.g. ``/v1/users/7``) the path is routed like the host; ``function``, if
+    also given, must be the one it reaches. Without it, the function's own route is used,
+    which must then have no parameters.
+    """
+    router = Router(functions.values(), prefix)
+    if path is None:
+        if function is None:
+            raise ValueError("name a function, or give a request path such as /api/name")
+        info = functions.get(function)
+        if info is None or not info.get("is_http"):
+            return function, HttpRequestFields(method=method or "GET", params=dict(params or {}))
+        template = router.path_template(info.get("route") or function)
+        if "{" in template:
+            raise ValueError(
+                f"function {function!r} is at {template}: give a concrete --path "
+                f"(path=...), e.g. {re.sub(r'{[^}]*}', '1', template)}"
+            )
+        path = template
+        allowed = [m.upper() for m in info.get("methods") or ()]
+        method = method or ("GET" if "GET" in allowed or not allowed else allowed[0])
+    method = (method or "GET").upper()
+    split = urlsplit(path if path.startswith("/") else "/" + path)
+    query = parse_qsl(split.query, keep_blank_values=True) + list((params or {}).items())
+    match = router.match(method, unquote(split.path))
+    if match is None:
+        others = router.functions_at(unquote(split.path))
+        hint = f" ({', '.join(others)} answer other methods there)" if others else ""
+        raise ValueError(f"no function answers {method} {split.path}: the host says 404{hint}")
+    if function is not None and match.function != function:
+        raise ValueError(f"{method} {split.path} reaches {match.function!r}, not {function!r}")
+    url = LOCAL_BASE + split.path + (f"?{urlencode(query)}" if query else "")
+    fields = host_request(method, url, (headers or {}).items(), body, match.route_params)
+    return match.function, fields
