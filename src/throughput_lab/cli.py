@@ -1,4 +1,4 @@
-"""``python -m throughput_lab bench|sweep|serve``: the command-line contract in design.md.
+"""``python -m throughput_lab bench|sweep|serve|tune``: the command-line contract in design.md.
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits with 130 and leaves no
 worker process behind; neither prints a traceback.
@@ -160,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--function", help="function name (or give --path)")
     load_options(sweep)
 
+    tune = commands.add_parser("tune", help="measured app settings for one function or request")
+    app_options(tune, threads_list=True)
+    tune.add_argument("--function", help="function name (or give --path)")
+    tune.add_argument("--concurrency", type=_positive_int, default=32, help="requests in flight")
+    tune.add_argument("--duration", type=float, default=1.5, help="seconds per setting tried")
+    tune.add_argument(
+        "--param", type=_param, action="append", default=[], help="query parameter NAME=VALUE"
+    )
+    tune.add_argument("--json", action="store_true", help="print one JSON object")
+    request_options(tune)
+
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
     app_options(serve)
     serve.add_argument("--port", type=int, default=7071)
@@ -286,6 +297,50 @@ def _table(summaries: Sequence[Summary]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    if not args.function and not args.path:
+        raise UsageError("tune needs --function NAME or --path /api/...")
+    for p in args.processes or []:
+        check_processes(p)
+    for t in args.threads or []:
+        check_threads_flag(t)
+    if args.duration <= 0:
+        raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
+    app = _app(args.app)
+    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        result = tune(
+            lab,
+            args.function,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            threads=args.threads,
+            processes=args.processes,
+            on_run=None if args.json else lambda s: print(s.line(), file=sys.stderr, flush=True),
+            params=dict(args.param),
+            **request_kwargs(args),
+        )
+    if args.json:
+        best = result.best.as_dict() if result.best else None
+        print(
+            json.dumps(
+                {
+                    "function": result.function,
+                    "kind": result.kind,
+                    "alone": result.alone.as_dict(),
+                    "runs": [s.as_dict() for s in result.runs],
+                    "best": best,
+                    "settings": result.settings,
+                    "az_command": result.az_command() if result.best else None,
+                }
+            )
+        )
+    else:
+        print(result.report())
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -314,7 +369,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        command = {"bench": cmd_bench, "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
+        commands = {"bench": cmd_bench, "sweep": cmd_sweep, "serve": cmd_serve, "tune": cmd_tune}
+        command = commands[args.command]
         return command(args)
     except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
