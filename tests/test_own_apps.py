@@ -74,6 +74,22 @@ def test_rest_app_serves_as_the_host_would():
         assert served.request("GET", "/v1/files/a/b.txt")[2] == b"file a/b.txt"
         assert served.request("GET", "/v1/pages")[2] == b"page index"
         assert served.request("GET", "/v1/broken")[0] == 500
+        done = cli(
+            "bench",
+            "--url",
+            f"http://127.0.0.1:{served.port}/v1/users",
+            "--method",
+            "POST",
+            "--body",
+            '{"name": "Bo"}',
+            "--header",
+            "Content-Type: application/json",
+            "--requests",
+            "10",
+            "--json",
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["ok"] == 10
     finally:
         out, _ = served.stop()
     assert "cleanup: timerTrigger" in out
@@ -189,3 +205,23 @@ def test_asgi_and_wsgi_apps_run_near_their_ideal(app, args, floor):
         if best >= floor:
             break
     assert best >= floor, f"{app}: measured/ideal {seen}"
+
+
+def test_lab_runs_by_request_and_keeps_output_bindings():
+    from throughput_lab import Lab
+
+    with Lab(APPS / "rest_app") as lab:
+        result = lab.run(
+            path="/v1/users",
+            method="POST",
+            body='{"name": "Ada"}',
+            headers={"Content-Type": "application/json"},
+            requests=6,
+            concurrency=2,
+        )
+        assert result.summary.function == "create_user" and result.summary.errors == 0
+        outputs = {r.invocation_id: r.outputs for r in result.records}
+        assert all(o == {"msg": '{"name": "Ada", "by": "create_user"}'} for o in outputs.values())
+        assert result.df["outputs"].iloc[0] == {"msg": '{"name": "Ada", "by": "create_user"}'}
+        by_id = lab.run(path="/v1/users/7", requests=3)
+        assert by_id.summary.function == "get_user" and by_id.summary.ok == 3

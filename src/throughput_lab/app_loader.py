@@ -92,6 +92,7 @@ class FunctionInfo:
             route=route or fn.__name__,
             methods=("GET", "POST"),
             auth_level="ANONYMOUS",
+            context_param="context" if "context" in params[1:] else None,
         )
 
 

@@ -207,12 +207,24 @@ def _emit(summary: Summary, as_json: bool) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.url:
+        if args.path:
+            raise UsageError("with --url, put the path in the URL; --path is for --app")
         check_url(args.url)
+        request = request_kwargs(args)
         asked = args.requests is not None or args.duration is not None
         requests, duration = plan_remote_load(args.url, args.requests or 100, args.duration, asked)
         on_record, bar = _progress(requests)
         with bar:
-            summary = run_bench_url(args.url, args.concurrency, requests, duration, on_record)
+            summary = run_bench_url(
+                args.url,
+                args.concurrency,
+                requests,
+                duration,
+                on_record,
+                method=(args.method or "GET").upper(),
+                body=request["body"],
+                headers=request["headers"],
+            )
         _emit(summary, args.json)
         return 0
     if not args.function and not args.path:

@@ -173,7 +173,7 @@ class Lab:
             os.environ[UPSTREAM_URL_SETTING] = self.upstream.url
             functions = (
                 index_app(handler)
-                if isinstance(handler, func.FunctionApp)
+                if isinstance(handler, func.FunctionRegister)
                 else {handler.__name__: FunctionInfo.from_callable(handler)}
             )
             timeout = self.timeout_s or DEFAULT_TIMEOUT_S
@@ -238,7 +238,7 @@ class Lab:
                 "put it in a function app folder to run it in more worker processes"
             )
         if function is None and path is None:
-            if handler is None or isinstance(handler, func.FunctionApp):
+            if handler is None or isinstance(handler, func.FunctionRegister):
                 raise ValueError("name the function to run")
             function = handler.__name__
         with self._lock:
