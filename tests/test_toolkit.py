@@ -500,3 +500,13 @@ def test_interrupting_the_awaiting_cell_cancels_the_run():
     asyncio.run(interrupted())
     assert lab.handles[0].cancelled
     assert not panel.running and not panel.run_button.disabled
+
+
+def test_panel_sends_its_request_options_with_each_run():
+    lab = PanelLab()
+    request = {"path": "/api/users/7", "method": "GET", "headers": {"X-Agent": "panel"}}
+    panel = ControlPanel(lab, controls=("threads",), request=request, refresh_s=0.01)
+    asyncio.run(panel.run(threads=8))
+    assert {k: lab.started[0][k] for k in request} == request
+    with pytest.raises(ValueError, match="request path"):
+        ControlPanel(PanelLab(), controls=("threads",))

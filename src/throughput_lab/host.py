@@ -84,6 +84,7 @@ class Host:
         functions: Mapping[str, FunctionInfo] | None = None,
         cpu_affinity: set[int] | None = None,
         start_timeout_s: float = 60.0,
+        capture_logs: bool = False,
     ) -> None:
         if (app is None) == (functions is None):
             raise ValueError("give either an app folder or in-process functions")
@@ -99,6 +100,7 @@ class Host:
         self._in_process = dict(functions) if functions is not None else None
         self.cpu_affinity = cpu_affinity
         self.start_timeout_s = start_timeout_s
+        self.capture_logs = capture_logs  # functions' logging kept on their records (serve)
         self.workers: list[WorkerProcess] = []
         self.functions: dict[str, dict[str, Any]] = {}
         self.startup_s = 0.0
@@ -181,6 +183,8 @@ class Host:
         command = [sys.executable, "-m", "throughput_lab.worker_process", "--app", str(self.app)]
         if self.timeout_s is not None:
             command += ["--timeout", str(self.timeout_s)]
+        if self.capture_logs:
+            command += ["--capture-logs"]
         session = (
             {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
             if sys.platform == "win32"

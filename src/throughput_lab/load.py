@@ -39,13 +39,19 @@ def host_sender(
     return send
 
 
-def url_sender(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Send:
-    """GET ``url`` over HTTP, e.g. a deployed function app."""
+def url_sender(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    method: str = "GET",
+    body: bytes = b"",
+) -> Send:
+    """Send ``method`` to ``url`` over HTTP (GET by default), e.g. a deployed function app."""
 
     async def send(index: int) -> InvocationRecord:
         record = InvocationRecord(index, url, dispatched=clock())
         try:
-            async with session.get(url, headers=headers) as response:
+            async with session.request(method, url, headers=headers, data=body or None) as response:
                 await response.read()
                 record.status = response.status
                 if response.status >= 400:

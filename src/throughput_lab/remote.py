@@ -53,15 +53,18 @@ async def bench_url(
     duration_s: float | None,
     on_record: Callable[[InvocationRecord], None] | None = None,
     timeout_s: float = 30.0,
+    method: str = "GET",
+    body: bytes = b"",
+    request_headers: dict[str, str] | None = None,
 ) -> Summary:
-    """Warm up and time three GETs alone, then run the closed loop against ``url``."""
+    """Warm up and time three requests alone, then run the closed loop against ``url``."""
     if requests is not None:
         concurrency = min(concurrency, requests)  # no more in flight than there are
     headers = {"x-functions-key": os.environ[KEY_VARIABLE]} if os.environ.get(KEY_VARIABLE) else {}
     connector = aiohttp.TCPConnector(limit=concurrency)
     client_timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-        send = url_sender(session, url, headers)
+        send = url_sender(session, url, {**(request_headers or {}), **headers}, method, body)
         first = await send(-1)
         if first.status == 599:
             raise UnreachableError(f"cannot reach {url}: {first.error}")
@@ -101,5 +104,19 @@ def run_bench_url(
     requests: int | None,
     duration_s: float | None,
     on_record: Callable[[InvocationRecord], None] | None = None,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
 ) -> Summary:
-    return asyncio.run(bench_url(url, concurrency, requests, duration_s, on_record))
+    return asyncio.run(
+        bench_url(
+            url,
+            concurrency,
+            requests,
+            duration_s,
+            on_record,
+            method=method,
+            body=body,
+            request_headers=headers,
+        )
+    )

@@ -133,12 +133,15 @@ class ControlPanel(widgets.VBox):
         history_x: str | None = None,
         limits: Mapping[str, tuple[int, int]] | None = None,
         refresh_s: float = 0.5,
+        request: Mapping[str, Any] | None = None,
     ) -> None:
         unknown = [c for c in controls if c not in CONTROLS]
         if unknown:
             raise ValueError(f"unknown control(s) {unknown}; choose from {list(CONTROLS)}")
-        if function is None and handler is None:
-            raise ValueError("name a function of the app, or give a handler")
+        # ``request``: Lab.run's request options, e.g. {"path": "/api/users/7", "method": "GET"}
+        self.request = dict(request or {})
+        if function is None and handler is None and "path" not in self.request:
+            raise ValueError("name a function of the app, give a request path, or give a handler")
         self.lab = lab
         self.function = function
         self.handler = handler
@@ -271,6 +274,7 @@ class ControlPanel(widgets.VBox):
                 requests=self.requests,
                 duration_s=self.duration_s,
                 params=self.params,
+                **self.request,
             )
             began = time.monotonic()
             with stop_on_interrupt:

@@ -30,6 +30,7 @@ from typing import Any
 
 from .app_loader import AppLoadError, FunctionInfo, load_app
 from .invocation import HttpRequestFields, InvocationRecord
+from .invocation_logs import capture_logs
 from .worker import Worker
 
 
@@ -169,7 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", required=True)
     parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--capture-logs", action="store_true")
     args = parser.parse_args(argv)
+    if args.capture_logs:
+        capture_logs()
     host, port, key = sys.stdin.readline().split()
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
     try:
