@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 import pytest
@@ -510,3 +511,16 @@ def test_panel_sends_its_request_options_with_each_run():
     assert {k: lab.started[0][k] for k in request} == request
     with pytest.raises(ValueError, match="request path"):
         ControlPanel(PanelLab(), controls=("threads",))
+
+
+def test_cancelling_a_run_whose_loop_has_closed_is_harmless():
+    """Stop pressed as the run ends: the run's loop is closed, and nothing may raise."""
+    from throughput_lab.lab import RunHandle
+
+    handle = RunHandle(4)
+    loop = asyncio.new_event_loop()
+    handle._loop, handle._task = loop, SimpleNamespace(cancel=lambda: None)  # type: ignore
+    loop.close()
+    handle.cancel()  # the future is not done yet: its loop still refuses the call quietly
+    handle.future.set_exception(RuntimeError("the run was stopped"))
+    handle.cancel()

@@ -107,8 +107,9 @@ class RunHandle:
     def cancel(self) -> None:
         """Stop the run; invocations in flight are abandoned, the result is an error."""
         self._cancelled = True
-        if self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._loop is not None and self._task is not None and not self.done():
+            with contextlib.suppress(RuntimeError):  # its loop closed as the run ended
+                self._loop.call_soon_threadsafe(self._task.cancel)
 
 
 class Lab:
