@@ -79,6 +79,9 @@ class Summary:
     upstream_peak_in_flight: int = 0
     error_samples: list[str] = field(default_factory=list)
     is_async: bool = False
+    # The worker model that ran (None for a URL): e.g. "3.13.0" and "uvloop" on 3.13+.
+    python: str | None = None
+    event_loop: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,4 +153,6 @@ def summarize(
         upstream_peak_in_flight=upstream_peak,
         error_samples=errors[:3],
         is_async=is_async,
+        python=next((s["python"] for s in worker_stats if "python" in s), None),
+        event_loop=next((s["event_loop"] for s in worker_stats if "event_loop" in s), None),
     )
