@@ -294,6 +294,20 @@ def test_readme_binder_badge_opens_a_notebook_in_lab() -> None:
         assert urlpath.endswith(".ipynb"), url
 
 
+def test_readme_binder_badge_is_built_from_the_repository_setting() -> None:
+    """One setting, pyproject.toml's [project.urls] Repository, names the GitHub repository;
+    the badge launches that repository, so publishing means changing it in one place."""
+    repository = _pyproject()["project"]["urls"]["Repository"]
+    found = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", repository)
+    assert found, f"[project.urls] Repository must be https://github.com/OWNER/NAME: {repository}"
+    urls = _binder_badge_urls()
+    assert urls, "README.md needs the Binder badge"
+    for url in urls:
+        assert urlsplit(url).path.startswith(f"/v2/gh/{found[1]}/{found[2]}/"), (
+            f"the Binder badge must launch {repository} ([project.urls] Repository): {url}"
+        )
+
+
 def test_readme_binder_badge_target_exists() -> None:
     if not any((ROOT / "notebooks").glob("*.ipynb")):
         pytest.skip("no notebooks in notebooks/ yet")
