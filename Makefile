@@ -50,11 +50,20 @@ help:
 	@echo "make test-all  make test on each of $(CI_PYTHONS) (what CI runs)"
 	@echo "make clean  remove $(VENV) (start over, e.g. after changing PYTHON)"
 
+# A $(VENV) made by another Python would quietly stand in for the PYTHON asked for.
+same_python = @if [ "$(origin PYTHON)" = "command line" ]; then \
+	want=$$('$(PYTHON_EXE)' -c 'import platform; print(platform.python_version())'); \
+	have=$$($(VPY) -c 'import platform; print(platform.python_version())'); \
+	[ "$$want" = "$$have" ] || { echo "make: $(VENV) runs Python $$have, not $(PYTHON) ($$want)." \
+		"Start over with make clean, or keep both: VENV=.venv-$${want%.*}" >&2; exit 1; }; fi
+
 lab: $(VENV)/.installed-lab
+	$(same_python)
 	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 test: $(VENV)/.installed-test
+	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
@@ -81,6 +90,7 @@ $(VPY):
 # Upgrade pip, then one pip call for everything (pip is slow to start and to resolve).
 # A stamp per install; editing pyproject.toml reinstalls.
 $(VENV)/.installed-lab: pyproject.toml | $(VPY)
+	$(same_python)
 	@if [ $(VENV)/.installed-test -nt pyproject.toml ]; then touch $@; exit 0; fi; \
 	echo "Installing the workbook into $(VENV) (quiet: pip's output is shown only on failure)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
@@ -89,6 +99,7 @@ $(VENV)/.installed-lab: pyproject.toml | $(VPY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VPY)
+	$(same_python)
 	@echo "Installing the workbook with its test and browser extras into $(VENV) (quiet)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
 	$(call quietly,$(VPY) -m pip install -e $(TEST_SPEC)) && \
