@@ -68,11 +68,13 @@ test: $(VENV)/.installed-test
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
+# Every version runs even when one fails, so CI shows both results.
 test-all:
-	@set -e; for py in $(CI_PYTHONS); do \
+	@failed=""; for py in $(CI_PYTHONS); do \
 		echo "== make test PYTHON=$$py VENV=.venv-$${py#python}"; \
-		$(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$${py#python}; \
-	done
+		$(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$${py#python} || failed="$$failed $$py"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test-all: make test failed with$$failed" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV)
