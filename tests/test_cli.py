@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -28,7 +29,11 @@ CONTRACT_KEYS = {
     "startup_s",
     "latency_ms",
     "ideal_rps",
+    "python",
+    "event_loop",
 }
+# The 3.13+ worker (proxy_worker) runs on uvloop where uvloop installs; older ones on asyncio.
+WORKER_LOOP = "uvloop" if sys.version_info >= (3, 13) and sys.platform != "win32" else "asyncio"
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
@@ -76,6 +81,7 @@ def test_bench_json_contract():
     assert (result["function"], result["processes"], result["threads"]) == ("sync_sleep", 2, 3)
     assert (result["concurrency"], result["requests"], result["ok"]) == (6, 12, 12)
     assert result["errors"] == 0 and result["startup_s"] > 0 and result["ideal_rps"] > 0
+    assert (result["python"], result["event_loop"]) == (platform.python_version(), WORKER_LOOP)
 
 
 def test_settings_default_to_the_app_settings_in_the_environment():

@@ -200,6 +200,9 @@ class Summary:
     lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
     transit_share: float = 0.0  # share of a request's time spent outside the worker's hands
     longest_step_ms: float = 0.0  # ``async def``: the longest the function held its loop
+    # The worker model that ran (None for a URL): e.g. "3.13.0" and "uvloop" on 3.13+.
+    python: str | None = None
+    event_loop: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -369,6 +372,8 @@ def summarize(
         lab_process_busy=lab_process_busy,
         transit_share=_transit_share(ok),
         longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
+        python=next((s["python"] for s in worker_stats if "python" in s), None),
+        event_loop=next((s["event_loop"] for s in worker_stats if "event_loop" in s), None),
     )
     if cpu is not None:
         summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
 import signal
 import socket
 import sys
@@ -65,6 +66,8 @@ async def serve(
     worker.lag.start()
     stopped = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
+    # Which worker model ran: the interpreter and the loop (uvloop on 3.13+).
+    runtime = {"python": platform.python_version(), "event_loop": event_loop_name(loop)}
 
     async def run(record: InvocationRecord, request: HttpRequestFields) -> None:
         response = await worker.invoke(record, request)
@@ -92,6 +95,7 @@ async def serve(
                         "cpu_s": time.process_time(),
                         **_memory(),
                         "threads": threading.active_count(),
+                        **runtime,
                     },
                 )
             )
@@ -123,7 +127,7 @@ async def serve(
                 "pid": os.getpid(),
                 "threads": worker.threads,
                 "functions": [f.describe() for f in functions.values()],
-                "python": sys.version.split()[0],
+                **runtime,
             },
         )
     )
@@ -151,12 +155,35 @@ def connect_to_host(host: str, port: int, key: bytes) -> Connection:
     return conn
 
 
+def new_worker_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the real worker runs for this Python version.
+
+    From Python 3.13 the worker is a thin proxy that sets uvloop's event loop policy when
+    uvloop imports, and keeps asyncio's loop when it does not (no uvloop on Windows):
+    azure-functions-python-worker ``workers/proxy_worker/start_worker.py``. Below 3.13 the
+    worker runs asyncio's own loop.
+    """
+    if sys.version_info >= (3, 13):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def event_loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """'uvloop' or 'asyncio': the package whose loop runs the invocations."""
+    return type(loop).__module__.split(".")[0]
+
+
 def run_worker_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run a worker's loop to the end without waiting for threads stuck in user code.
 
     ``asyncio.run`` would join the default executor's threads; ``loop.close()`` does not.
     """
-    loop = asyncio.new_event_loop()
+    loop = new_worker_loop()
     try:
         loop.run_until_complete(main)
     finally:
