@@ -63,6 +63,7 @@ RESTART_WINDOW_S = 30 * 60.0
 HANDSHAKE_TIMEOUT_S = 2.0  # a connection to the start-up listener that stays silent is dropped
 MAX_HANDSHAKES = 32  # connections being authenticated at once; more are refused
 STOP_GRACE_S = 2.0  # after the stop message, before the worker's group is ended
+TIMEOUT_GRACE_S = 2.0  # past the function timeout, a worker that has not answered is ended
 
 
 @dataclass
@@ -130,10 +131,8 @@ class Host:
         self.functions: dict[str, dict[str, Any]] = {}
         self.startup_s = 0.0
         self.worker_exits: list[str] = []  # one line per worker that ended while in use
-        # invocation id -> (worker, future of its result)
-        self._pending: dict[
-            int, tuple[WorkerProcess, Future[tuple[InvocationRecord, HttpResponseFields]]]
-        ] = {}
+        # invocation id -> (worker, future of its result, when it was sent)
+        self._pending: dict[int, tuple[WorkerProcess, Future[Any], float]] = {}
         # invocations that wait for a replacement worker (no worker was alive)
         self._held: list[tuple[InvocationRecord, HttpRequestFields, Future[Any]]] = []
         self._lock = threading.RLock()
@@ -190,8 +189,8 @@ class Host:
         self.startup_s = time.monotonic() - began
         for worker in self.workers:
             self._attend(worker)
-        if self.max_worker_mb is not None and self._in_process is None:
-            threading.Thread(target=self._watch_memory, name="host-memory", daemon=True).start()
+        if self._in_process is None:
+            threading.Thread(target=self._watch_workers, name="host-watchdog", daemon=True).start()
         return self
 
     def _attend(self, worker: WorkerProcess) -> None:
@@ -384,7 +383,7 @@ class Host:
             return  # still starting (start-up reports it) or the host is stopping it
         why = f"worker {worker.index} (pid {proc.pid}) {describe_exit(proc.returncode)}"
         if proc.reason:
-            why += f" ({proc.reason})"
+            why = f"worker {worker.index} (pid {proc.pid}) was ended by the host: {proc.reason}"
         elif proc.tail:
             why += f"; its last output: {proc.tail[-1][:300]}"
         worker.gone = why
@@ -397,10 +396,10 @@ class Host:
             while self._restarts and now - self._restarts[0] > RESTART_WINDOW_S:
                 self._restarts.popleft()
             limit = RESTARTS_PER_PROCESS * self.processes
-            if len(self._restarts) > limit:
+            if len(self._restarts) >= limit:
                 self._given_up = (
                     f"{why}; not restarted: {len(self._restarts)} worker exits in "
-                    f"{RESTART_WINDOW_S / 60:g} min (the Functions host gives up after {limit})"
+                    f"{RESTART_WINDOW_S / 60:g} min (the Functions host stops at 3 per process)"
                 )
                 _say(self._given_up)
                 held, self._held = self._held, []
@@ -431,26 +430,39 @@ class Host:
         for record, request, future in held:
             self._send(new, record, request, future)
 
-    def _watch_memory(self) -> None:
-        """End a worker whose memory (its children's included) passes --max-worker-mb."""
+    def _watch_workers(self) -> None:
+        """End a worker that sits on an invocation past the function timeout (its loop is
+        blocked: it cannot time the invocation out itself), as the Functions host restarts
+        a worker whose invocation timed out (``RestartWorkerWithInvocationIdAsync``); and one
+        whose memory, its children's included, passes ``max_worker_mb``."""
+        while not self._closed:
+            if self.timeout_s is not None:
+                overdue = clock() - self.timeout_s - TIMEOUT_GRACE_S
+                for worker, _, sent in list(self._pending.values()):
+                    if sent < overdue and worker.process is not None and worker.alive():
+                        worker.process.kill(
+                            f"no answer {self.timeout_s:g} s + {TIMEOUT_GRACE_S:g} s after an "
+                            "invocation was sent: its event loop is blocked"
+                        )
+            if self.max_worker_mb is not None:
+                self._check_memory(self.max_worker_mb)
+            time.sleep(0.2)
+
+    def _check_memory(self, limit_mb: float) -> None:
         import psutil
 
-        assert self.max_worker_mb is not None
-        limit = self.max_worker_mb * 2**20
-        while not self._closed:
-            for worker in list(self.workers):
-                if worker.process is None or not worker.alive():
-                    continue
-                try:
-                    root = psutil.Process(worker.process.pid)
-                    rss = sum(p.memory_info().rss for p in [root, *root.children(True)])
-                except psutil.Error:
-                    continue
-                if rss > limit:
-                    worker.process.kill(
-                        f"it used {rss / 2**20:.0f} MB, over --max-worker-mb {self.max_worker_mb:g}"
-                    )
-            time.sleep(0.2)
+        for worker in list(self.workers):
+            if worker.process is None or not worker.alive():
+                continue
+            try:
+                root = psutil.Process(worker.process.pid)
+                rss = sum(p.memory_info().rss for p in [root, *root.children(True)])
+            except psutil.Error:
+                continue
+            if rss > limit_mb * 2**20:
+                worker.process.kill(
+                    f"it used {rss / 2**20:.0f} MB, over --max-worker-mb {limit_mb:g}"
+                )
 
     # -- invocations -------------------------------------------------------------------
 
@@ -494,8 +506,8 @@ class Host:
         future: Future[Any],
     ) -> None:
         record.worker, record.pid = worker.index, worker.pid
-        self._pending[record.invocation_id] = (worker, future)
         record.dispatched = clock()
+        self._pending[record.invocation_id] = (worker, future, record.dispatched)
         try:
             with worker.send_lock:
                 worker.conn.send(("invoke", record, request))
@@ -515,7 +527,7 @@ class Host:
                 if message[0] == "result":
                     record, response = message[1], message[2]
                     record.completed = clock()
-                    _, future = self._pending.pop(record.invocation_id, (None, None))
+                    _, future, _ = self._pending.pop(record.invocation_id, (None, None, 0))
                     if future is not None and not future.done():
                         future.set_result((record, response))
                 elif message[0] == "stats":
@@ -529,7 +541,7 @@ class Host:
             self._fail_pending(worker, worker.gone)
 
     def _fail_pending(self, worker: WorkerProcess | None, why: str) -> None:
-        for invocation_id, (owner, future) in list(self._pending.items()):
+        for invocation_id, (owner, future, _) in list(self._pending.items()):
             if worker is None or owner is worker:
                 self._pending.pop(invocation_id, None)
                 if not future.done():
