@@ -371,7 +371,8 @@ class Host:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Closed, or recycling after too many worker exits: start a new host to go on."""
+        return self._closed or bool(self._given_up)
 
     # -- supervision -------------------------------------------------------------------
 
@@ -405,12 +406,17 @@ class Host:
                 held, self._held = self._held, []
                 for _, _, future in held:
                     future.set_exception(WorkerDiedError(self._given_up))
+                # Like the Functions host, recycle: stop the other workers too; a Lab then
+                # starts a fresh host for its next run.
+                threading.Thread(target=self._close_at_exit, daemon=True).start()
                 return
             self._restarting += 1
         _say(f"{why}; starting a replacement")
         try:
             (new,) = self._launch([worker.index])
         except BaseException as exc:  # this thread's end: report, do not raise
+            if self._closed:
+                return
             with self._lock:
                 self._restarting -= 1
                 self._given_up = f"{why}; its replacement failed: {exc}"
@@ -475,9 +481,12 @@ class Host:
         self, function: str, request: HttpRequestFields
     ) -> Future[tuple[InvocationRecord, HttpResponseFields]]:
         """Send one invocation to the next live worker in turn; the future holds the result."""
+        future: Future[tuple[InvocationRecord, HttpResponseFields]] = Future()
+        if self._given_up:  # recycled after too many worker exits: fail at once, say why
+            future.set_exception(WorkerDiedError(self._given_up))
+            return future
         if self._closed or not self._started:
             raise RuntimeError("the host is not running")
-        future: Future[tuple[InvocationRecord, HttpResponseFields]] = Future()
         record = InvocationRecord(next(self._ids), function)
         with self._lock:
             worker = self._next_worker()

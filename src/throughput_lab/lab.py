@@ -104,7 +104,8 @@ class RunHandle:
         """Stop the run; invocations in flight are abandoned, the result is an error."""
         self._cancelled = True
         if self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+            with contextlib.suppress(RuntimeError):  # the run has just ended: loop closed
+                self._loop.call_soon_threadsafe(self._task.cancel)
 
 
 class Lab:
