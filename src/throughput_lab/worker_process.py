@@ -172,11 +172,16 @@ def watch_host(stream: Any = None) -> None:
         with contextlib.suppress(OSError, ValueError):
             while source.read(4096):
                 pass
-        if hasattr(os, "killpg") and os.getpgrp() == os.getpid():
-            os.killpg(os.getpid(), signal.SIGKILL)  # handlers' children go with it
-        os._exit(1)
+        leave(1)
 
     threading.Thread(target=watch, name="host-watch", daemon=True).start()
+
+
+def leave(code: int) -> None:
+    """Exit now, and end every process a handler started (this worker leads its group)."""
+    if hasattr(os, "killpg") and os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)  # this process included
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,10 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as exc:  # a function called sys.exit(): the worker process ends
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         print(f"a function called sys.exit({exc.code!r}): the worker process exits", flush=True)
-        os._exit(code)
-    # Pool threads may still be blocked in user code (requests.get, time.sleep):
-    # a normal interpreter exit would wait for them.
-    os._exit(0)
+        os._exit(code)  # the host reports the code, then ends the group
+    # Stopped, or the channel closed (the host may be gone: no one else would end the group).
+    # os._exit: pool threads may still be blocked in user code (requests.get, time.sleep),
+    # and a normal interpreter exit would wait for them.
+    leave(0)
 
 
 if __name__ == "__main__":
