@@ -3,10 +3,13 @@ and hands them invocations round-robin, without waiting for one to finish before
 the next (azure-functions-host ``RpcFunctionInvocationDispatcherLoadBalancer``).
 
 Workers are fresh interpreters (``python -m throughput_lab.worker_process``), never forks
-of a multi-threaded parent such as a notebook kernel. They run in their own session, so a
-terminal's or Jupyter's group-wide Ctrl-C reaches only the host, which then stops them in
-order: stop message, wait, terminate, kill. A worker also exits when its channel to the
-host closes, so a host killed outright leaves no worker behind.
+of a multi-threaded parent such as a notebook kernel, each supervised as a process
+supervisor would (``supervisor.SupervisedProcess``): its own session, so a terminal's or
+Jupyter's group-wide Ctrl-C reaches only the host, which then stops them in order (stop
+message, a short wait, terminate, kill the group, children of handlers included); output
+tagged on stderr; a worker that exits is reported at once with its code or signal, its
+invocations fail at once, and a replacement starts, as the Functions host restarts a
+worker. A worker ends its group itself when its host is gone, even killed outright.
 """
 
 from __future__ import annotations
