@@ -15,8 +15,8 @@ LINT_PATHS := $(wildcard src tests sample_functions notebooks)
 # JupyterLab refuses to run as root unless told to (containers, CI, some workshop VMs).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-# The test install: the workbook with its test and browser extras.
-TEST_SPEC := ".[test,browser]"
+# The test install: the workbook with its test, browser and load (Locust) extras.
+TEST_SPEC := ".[test,browser,load]"
 NO_NEWS := "@jupyterlab/apputils-extension:announcements"
 # Test only: Microsoft's worker dispatch code, the oracle the engine is checked against
 # (tests/oracle). It declares Python >= 3.13, but its dispatch path runs on 3.10-3.12.
@@ -66,7 +66,7 @@ $(VENV)/.installed-lab: pyproject.toml | $(VPY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VPY)
-	@echo "Installing the workbook with its test and browser extras into $(VENV) (quiet)"; \
+	@echo "Installing the workbook with its test, browser and load extras into $(VENV) (quiet)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
 	$(call quietly,$(VPY) -m pip install -e $(TEST_SPEC)) && \
 	$(call quietly,$(VPY) -m pip install $(ORACLE_SPEC)) && \

@@ -15,7 +15,7 @@ from throughput_lab.checks import (
     Evidence,
     Exercise,
     no_errors,
-    no_more_processes_than_cores,
+    one_process_per_core,
     reaches_cores_limit,
 )
 
@@ -65,7 +65,7 @@ def ex07(lab: Lab) -> Exercise:
             reaches_cores_limit(
                 0.6, "the CPU part needs a process per core (GIL); the waiting part needs threads"
             ),
-            no_more_processes_than_cores(),
+            one_process_per_core(),
             every_thread_used(),
         ],
         hints=[

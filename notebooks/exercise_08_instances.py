@@ -2,7 +2,9 @@
 
 ``from exercise_08_instances import ex08``. The check measures one instance of ``sync_io``
 at the per-instance concurrency you plan for, and tests whether your instance count
-carries the target load without more than a small margin of spare instances.
+carries the target load without more than a small margin of spare instances. An instance
+is rated by Little's law from the time one request takes (measured), not by this
+machine's throughput: here the upstream and the load share the instance's CPU.
 """
 
 from __future__ import annotations
@@ -10,19 +12,33 @@ from __future__ import annotations
 import math
 
 from throughput_lab import Lab, RunResult
-from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors
+from throughput_lab.checks import Criterion, Evidence, Exercise, digits, near, no_errors
 
 TARGET_RPS = 500
 PER_INSTANCE = 16  # perInstanceConcurrency you plan for
 THREADS = 16  # PYTHON_THREADPOOL_THREAD_COUNT: one thread per request in flight
 
 
+def per_instance(e: Evidence) -> float:
+    """What one instance serves: its ideal by Little's law, from the time measured alone.
+
+    Not this machine's throughput: here one CPU also runs the upstream and the load, while
+    in Azure each instance has CPU of its own. The cores limit is left out for that reason.
+    """
+    s = e.summary
+    return min((v for k, v in s.bounds.items() if k != "CPU cores"), default=s.throughput_rps)
+
+
 def carries(target: float, tolerance: float = 0.85) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str]:
-        per = e.summary.throughput_rps
+    def test(e: Evidence) -> tuple[bool, str, bool]:
+        per = per_instance(e)
         total = int(e.answer) * per
-        return total >= tolerance * target, (
-            f"one instance served {per:.1f} req/s, so {int(e.answer)} serve {total:.0f} req/s"
+        return (
+            total >= tolerance * target,
+            f"one instance serves {per:.1f} req/s ({PER_INSTANCE} in flight / "
+            f"{e.summary.service_ms:.0f} ms each; measured here {e.summary.throughput_rps:.1f}), "
+            f"so {int(e.answer)} serve {total:.0f} req/s",
+            near(total, tolerance * target),
         )
 
     return Criterion(
@@ -33,11 +49,17 @@ def carries(target: float, tolerance: float = 0.85) -> Criterion:
 
 
 def not_wasteful(target: float, spare: float = 1.3) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str]:
-        per = e.summary.throughput_rps
+    def test(e: Evidence) -> tuple[bool, str, bool]:
+        per = per_instance(e)
         needed = math.ceil(target / per) if per > 0 else math.inf
-        return int(e.answer) <= spare * needed + 1, (
-            f"{target} / {per:.1f} req/s per instance = {needed} instance(s) needed"
+        total = int(e.answer) * per
+        # Say how far over the target the answer is, not how many would do: that is the
+        # exercise's answer.
+        return (
+            int(e.answer) <= spare * needed + 1,
+            f"{int(e.answer)} instance(s) serve {total:.0f} req/s, "
+            f"{digits(total / target, 1)}x the target",
+            int(e.answer) <= spare * needed + 2,
         )
 
     return Criterion(

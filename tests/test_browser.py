@@ -1,4 +1,4 @@
-"""A person in JupyterLab: open the threads notebook, Run All, move the slider, press Run.
+"""A person in JupyterLab: open a notebook, Run All, move a slider, press Run, Stop, interrupt.
 
 Drives Debian's Chromium with Playwright (no browser download). JupyterLab serves a
 temporary copy of the workbook, so autosave never writes into the repository. The panel's
@@ -19,7 +19,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 from conftest import REPO
 from test_cli import free_port
@@ -93,7 +95,7 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
                 assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
                 assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
                 time.sleep(0.5)
-        yield f"{base}/lab/tree/{NOTEBOOK}?token={token}"
+        yield f"{base}/lab/tree/{{notebook}}?token={token}"
     finally:
         # The server's own PID (it shuts its kernels down on SIGTERM); then make sure.
         server.send_signal(signal.SIGTERM)
@@ -105,16 +107,16 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_move_the_threads_slider_and_run(jupyterlab: str) -> None:
-    problems: list[str] = []
+@contextlib.contextmanager
+def notebook_page(url: str, problems: list[str]) -> Iterator[Any]:
+    """Chromium at ``url`` after Run All has finished: yields (page, kernel status)."""
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("console", lambda m: m.type == "error" and problems.append(m.text))
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.goto(jupyterlab)
-
+            page.goto(url)
             # The execution indicator says idle before the kernel is connected; this does not.
             status = page.locator(".jp-StatusBar-TextItem", has_text=IDLE)
             status.wait_for(timeout=120_000)
@@ -122,29 +124,97 @@ def test_move_the_threads_slider_and_run(jupyterlab: str) -> None:
             page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
             page.get_by_text(re.compile(r"^LESSON (HELD|DID NOT HOLD):")).wait_for(timeout=240_000)
             status.wait_for(timeout=60_000)
-
-            panel = page.locator(
-                ".widget-vbox", has=page.locator(".widget-button", has_text="Run")
-            ).first
-            slider = panel.locator(".widget-hslider", has_text="threads").first
-            slider.scroll_into_view_if_needed()
-            handle = slider.locator(".noUi-handle")
-            before = int(float(handle.get_attribute("aria-valuenow") or "0"))
-            handle.focus()
-            for _ in range(2):
-                page.keyboard.press("ArrowRight")
-            slider.locator(".widget-readout", has_text=str(before + 2)).wait_for()
-
-            panel.locator(".widget-button", has_text="Run").click()
-            summary = panel.locator(".widget-html", has_text=f"x {before + 2} threads")
-            summary.wait_for(timeout=120_000)
-            assert "req/s" in (summary.text_content() or "")
-            panel.locator(".widget-label", has_text="done in").wait_for(timeout=30_000)
-
-            assert page.get_by_text("Error displaying widget").count() == 0
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            panel.screenshot(path=str(SCREENSHOT))
+            yield page, status
         finally:
             with contextlib.suppress(Exception):
                 browser.close()
+
+
+def first_panel(page: Any) -> Any:
+    return page.locator(".widget-vbox", has=page.locator(".widget-button", has_text="Run")).first
+
+
+def test_move_the_threads_slider_and_run(jupyterlab: str) -> None:
+    problems: list[str] = []
+    with notebook_page(jupyterlab.format(notebook=NOTEBOOK), problems) as (page, _):
+        panel = first_panel(page)
+        slider = panel.locator(".widget-hslider", has_text="threads").first
+        slider.scroll_into_view_if_needed()
+        handle = slider.locator(".noUi-handle")
+        before = int(float(handle.get_attribute("aria-valuenow") or "0"))
+        handle.focus()
+        for _ in range(2):
+            page.keyboard.press("ArrowRight")
+        slider.locator(".widget-readout", has_text=str(before + 2)).wait_for()
+
+        panel.locator(".widget-button", has_text="Run").click()
+        summary = panel.locator(".widget-html", has_text=f"x {before + 2} threads")
+        summary.wait_for(timeout=120_000)
+        assert "req/s" in (summary.text_content() or "")
+        panel.locator(".widget-label", has_text="done in").wait_for(timeout=30_000)
+
+        assert page.get_by_text("Error displaying widget").count() == 0
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        panel.screenshot(path=str(SCREENSHOT))
+    assert not problems, f"browser console errors: {problems}"
+
+
+def _workers(folder: Path) -> list[psutil.Process]:
+    """Worker processes serving the app in ``folder`` (the notebook's kernel starts them)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        command = " ".join(proc.info["cmdline"] or ())
+        alive = proc.info["status"] != psutil.STATUS_ZOMBIE
+        if alive and "throughput_lab.worker_process" in command and str(folder) in command:
+            found.append(proc)
+    return found
+
+
+def _wait_no_workers(folder: Path, timeout_s: float = 5.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout_s
+    while (left := _workers(folder)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _runs_so_far(panel: Any) -> int:
+    text = panel.locator(".widget-label", has_text="runs so far").first.text_content() or ""
+    match = re.search(r"runs so far: (\d+)", text)
+    assert match, f"no 'runs so far' in the panel's status: {text!r}"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    "notebook", [NOTEBOOK, "notebooks/06_worker_processes.ipynb"], ids=["02", "06"]
+)
+def test_stop_and_kernel_interrupt_end_a_panel_run(
+    jupyterlab: str, notebook: str, tmp_path: Path
+) -> None:
+    """Stop and Kernel > Interrupt: "stopped" within a second, no run added, no worker left."""
+    problems: list[str] = []
+    with notebook_page(jupyterlab.format(notebook=notebook), problems) as (page, _):
+        assert not _wait_no_workers(tmp_path), "Run All left worker processes"
+        panel = first_panel(page)
+        panel.scroll_into_view_if_needed()
+        runs = _runs_so_far(panel)
+        label = panel.locator(".widget-label", has_text=re.compile("requests done|stopped"))
+
+        for how in ("Stop", "Kernel > Interrupt"):
+            panel.locator(".widget-button", has_text="Run").click()
+            panel.locator(".widget-label", has_text="requests done").wait_for(timeout=60_000)
+            assert _workers(tmp_path), "a run going on has worker processes"
+            began = time.monotonic()
+            if how == "Stop":
+                panel.locator(".widget-button", has_text="Stop").click()
+            else:
+                page.get_by_role("menuitem", name="Kernel", exact=True).click()
+                page.get_by_role("menuitem", name=re.compile(r"^Interrupt Kernel")).click()
+            panel.locator(".widget-label", has_text="stopped").wait_for(timeout=10_000)
+            took = time.monotonic() - began
+            assert took < 2.0, f"{how}: 'stopped' took {took:.1f} s"
+            assert f"runs so far: {runs}" in (label.first.text_content() or "")
+            assert not _wait_no_workers(tmp_path), f"{how}: worker processes left running"
+            run_button = panel.locator(".widget-button", has_text="Run")
+            assert run_button.is_enabled(), f"{how}: Run stays disabled"
+        assert page.get_by_text("Error displaying widget").count() == 0
     assert not problems, f"browser console errors: {problems}"

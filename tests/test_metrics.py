@@ -21,3 +21,74 @@ def test_littles_law_ideal_and_its_bottleneck():
     cpu = ideal_throughput(16, 0.05, slots=16, cores=2, cpu_s=0.05)
     assert (cpu.rps, cpu.bottleneck) == (pytest.approx(40), "CPU cores")
     assert ideal_throughput(4, 0.0).rps == 0.0
+
+
+def test_every_limit_of_the_worker_model_is_a_bound():
+    # async def holding its loop 100 ms of every call: one invocation at a time per process
+    loop = ideal_throughput(8, 0.1, processes=2, loop_s=0.1)
+    assert (loop.rps, loop.bottleneck) == (pytest.approx(20), "event loop")
+    # 1 s of default-executor thread time per invocation, 6 threads, 1 process: 6/s
+    executor = ideal_throughput(4, 0.2, executor_threads=6, executor_s=1.0)
+    assert (executor.rps, executor.bottleneck) == (
+        pytest.approx(6),
+        "asyncio's default executor",
+    )
+    # the pool is charged for the time on a thread, not the round trip
+    pool = ideal_throughput(8, 0.11, slots=4, pool_s=0.1)
+    assert pool.rps == pytest.approx(40)
+    assert set(pool.bounds) == {"requests in flight", "thread pool"}
+    assert ideal_throughput(8, 0.1, spread=0.05).error_rps == pytest.approx(4)
+
+
+def _record(latency_ms: float, run_ms: float = 0.0, cpu_ms: float = 0.0, **fields):
+    from throughput_lab import InvocationRecord
+
+    return InvocationRecord(
+        0,
+        "f",
+        dispatched=1.0,
+        started=1.0,
+        ended=1.0 + run_ms / 1e3,
+        completed=1.0 + latency_ms / 1e3,
+        cpu_ms=cpu_ms,
+        status=200,
+        **fields,
+    )
+
+
+def test_demand_takes_medians_alone_and_the_run_where_it_was_faster():
+    from throughput_lab.metrics import Demand
+
+    alone = [_record(120, 100, 5), _record(110, 100, 5), _record(400, 100, 5)]
+    assert Demand.measure(alone).service_s == pytest.approx(0.12)
+    # a cold start alone, faster under load: the ideal must not sit below what was done
+    run = [_record(90, 90, 4)] * 5
+    demand = Demand.measure(alone, run)
+    assert demand.service_s == pytest.approx(0.09)
+    assert demand.cpu_s == pytest.approx(0.004)
+    # slower in the run (the GIL, a queue): the time alone stays the yardstick
+    assert Demand.measure(alone, [_record(500, 300, 5)] * 5).pool_s == pytest.approx(0.1)
+    failed = _record(10)
+    failed.status = 500
+    assert Demand.measure([failed]).samples == 0
+
+
+def test_free_cores_are_at_least_what_the_lab_used_and_at_most_its_cores():
+    from throughput_lab.cpu_share import CpuShare
+
+    assert CpuShare(cores=2, ours=0.5, others=1.0).free == pytest.approx(1.0)
+    assert CpuShare(cores=2, ours=1.3, others=1.0).free == pytest.approx(1.3)
+    assert CpuShare(cores=2, ours=0.1, others=0.0).free == pytest.approx(2.0)
+
+
+def test_a_run_far_under_its_ideal_names_what_held_it_back():
+    from throughput_lab.metrics import Ideal, summarize
+
+    records = [_record(200, 190, 180)] * 20
+    common = dict(function="cpu_bound", concurrency=4, elapsed_s=4.0, startup_s=0.0, service_s=0.19)
+    ideal = ideal_throughput(4, 0.19, slots=4, pool_s=0.19)
+    gil = summarize(records, processes=1, threads=4, ideal=ideal, **common)
+    assert gil.efficiency < 0.7 and gil.limited_by.startswith("the GIL")
+    on_target = summarize(records, processes=1, threads=4, ideal=Ideal(5.2, "x"), **common)
+    assert on_target.limited_by == ""
+    assert "± " in on_target.line()

@@ -48,6 +48,7 @@ def records(
                 pid=1000 + worker,
                 thread=thread_name or f"worker-pool_{slot}",
                 dispatched=1.0,
+                submitted=1.0,
                 started=started,
                 ended=started + run_s,
                 completed=started + run_s + 0.001,
@@ -433,7 +434,8 @@ def test_panel_disables_run_while_running_and_stop_cancels():
 
     assert asyncio.run(scenario()) is None
     assert lab.handles[0].cancelled
-    assert "stopped" in panel.status.value
+    assert panel.status.value == "stopped: nothing added to the runs so far: 0"
+    assert panel.history == [] and panel.last is None
     assert not panel.running and not panel.run_button.disabled
 
 
@@ -498,3 +500,13 @@ def test_interrupting_the_awaiting_cell_cancels_the_run():
     asyncio.run(interrupted())
     assert lab.handles[0].cancelled
     assert not panel.running and not panel.run_button.disabled
+
+
+def test_panel_sends_its_request_options_with_each_run():
+    lab = PanelLab()
+    request = {"path": "/api/users/7", "method": "GET", "headers": {"X-Agent": "panel"}}
+    panel = ControlPanel(lab, controls=("threads",), request=request, refresh_s=0.01)
+    asyncio.run(panel.run(threads=8))
+    assert {k: lab.started[0][k] for k in request} == request
+    with pytest.raises(ValueError, match="request path"):
+        ControlPanel(PanelLab(), controls=("threads",))

@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import math
 import re
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +49,36 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Criterion:
-    """One requirement: ``test`` returns (passed, what was measured, in words)."""
+    """One requirement: ``test`` returns (passed, what was measured, in words).
+
+    A test of a measured quantity may return a third item, True when the value landed
+    within noise of its limit: a failure there is measured again before it counts.
+    """
 
     requirement: str
-    test: Callable[[Evidence], tuple[bool, str]]
+    test: Callable[[Evidence], tuple[bool, str] | tuple[bool, str, bool]]
     why: str = ""
+
+    def evaluate(self, evidence: Evidence) -> tuple[bool, str, bool]:
+        ok, text, *near = self.test(evidence)
+        return ok, text, bool(near and near[0])
+
+
+NEAR = 0.25  # within this share of its limit, a measured value is too close to call
+
+
+def near(value: float, limit: float) -> bool:
+    """Whether ``value`` is within noise (``NEAR``) of ``limit``."""
+    return limit > 0 and abs(value - limit) <= NEAR * limit
+
+
+def digits(value: float, *limits: float) -> str:
+    """``value`` with enough decimals that it does not print equal to a limit it misses."""
+    for places in range(2, 6):
+        text = f"{value:.{places}f}"
+        if all(value == limit or text != f"{limit:.{places}f}" for limit in limits):
+            return text
+    return repr(value)
 
 
 def no_errors() -> Criterion:
@@ -108,7 +134,8 @@ def loop_never_blocked(max_lag_ms: float = 50.0) -> Criterion:
         lag = e.summary.max_loop_lag_ms
         longest = max((r.longest_step_ms for r in e.result.records), default=0.0)
         text = f"worst event-loop lag {lag:.0f} ms, longest step of one invocation {longest:.0f} ms"
-        return lag < max_lag_ms, text
+        # A lag with no long step in the handler came from the machine, not from the code.
+        return lag < max_lag_ms, text, longest < max_lag_ms
 
     return Criterion(
         f"never blocks the event loop (lag < {max_lag_ms:g} ms)",
@@ -123,9 +150,11 @@ def overlap_at_least(invocations: float) -> Criterion:
     def test(e: Evidence) -> tuple[bool, str]:
         s = e.summary
         overlap = s.throughput_rps * s.service_ms / 1e3
-        return overlap >= invocations, (
+        return (
+            overlap >= invocations,
             f"{s.throughput_rps:.1f} req/s x {s.service_ms:.0f} ms alone = "
-            f"{overlap:.1f} invocations at once"
+            f"{overlap:.1f} invocations at once",
+            near(overlap, invocations),
         )
 
     return Criterion(
@@ -138,7 +167,8 @@ def overlap_at_least(invocations: float) -> Criterion:
 def cpu_ratio_between(low: float, high: float) -> Criterion:
     def test(e: Evidence) -> tuple[bool, str]:
         r = e.summary.cpu_ratio
-        return low <= r <= high, f"CPU time / wall time = {r:.2f}"
+        close = abs(r - low) <= 0.1 or abs(r - high) <= 0.1
+        return low <= r <= high, f"CPU time / wall time = {digits(r, low, high)}", close
 
     return Criterion(f"CPU time / wall time between {low:g} and {high:g}", test)
 
@@ -149,17 +179,24 @@ def latency_p50_below(factor: float) -> Criterion:
     def test(e: Evidence) -> tuple[bool, str]:
         p50 = e.summary.latency_ms["p50"]
         limit = factor * e.upstream_delay_ms
-        return p50 < limit, f"p50 latency {p50:.0f} ms (limit {limit:.0f} ms)"
+        return p50 < limit, f"p50 latency {p50:.0f} ms (limit {limit:.0f} ms)", near(p50, limit)
 
     return Criterion(f"p50 latency under {factor:g} x the upstream delay", test)
 
 
 def queue_p95_below(fraction_of_service: float) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str]:
-        waits = [r.queue_ms for r in e.result.records if r.ok]
+    """Inside the worker, the p95 wait for a pool thread under a share of the time alone.
+
+    Timed from the worker's hand-off to the pool to a thread picking it up, so a busy
+    machine's delays in the host or the channel do not count as waiting for a thread.
+    """
+
+    def test(e: Evidence) -> tuple[bool, str, bool]:
+        waits = [r.wait_ms for r in e.result.records if r.ok]
         p95 = percentile(waits, 95)
         limit = fraction_of_service * e.summary.service_ms
-        return p95 < limit, f"p95 wait for a thread {p95:.0f} ms (limit {limit:.0f} ms)"
+        text = f"p95 wait for a thread {p95:.0f} ms (limit {limit:.0f} ms)"
+        return p95 < limit, text, p95 < 2 * limit
 
     return Criterion(
         "no request waits for a pool thread (p95 queue wait small)",
@@ -171,35 +208,48 @@ def queue_p95_below(fraction_of_service: float) -> Criterion:
 def reaches_cores_limit(
     fraction: float, why: str = "pure-Python work holds the GIL: one process uses one core"
 ) -> Criterion:
-    """Throughput of at least ``fraction`` of cores / CPU seconds each invocation needs."""
+    """Throughput of at least ``fraction`` of free cores / CPU seconds each invocation needs.
 
-    def test(e: Evidence) -> tuple[bool, str]:
-        cpu_s = e.summary.cpu_ms / 1e3
-        limit = available_cores() / cpu_s if cpu_s > 0 else math.inf
-        got = e.summary.throughput_rps
-        return got >= fraction * limit, (
-            f"{got:.1f} req/s of the {limit:.1f} req/s that {available_cores():g} core(s) "
-            f"allow for {e.summary.cpu_ms:.0f} ms of CPU each ({got / limit:.0%})"
+    The free cores are measured during the run: other programs' CPU is not the answer's.
+    """
+
+    def test(e: Evidence) -> tuple[bool, str, bool]:
+        s = e.summary
+        cpu_s = s.cpu_ms / 1e3
+        free = s.free_cores or available_cores()
+        limit = free / cpu_s if cpu_s > 0 else math.inf
+        got = s.throughput_rps
+        return (
+            got >= fraction * limit,
+            f"{got:.1f} req/s of the {limit:.1f} req/s that {free:.1f} free core(s) allow "
+            f"for {s.cpu_ms:.0f} ms of CPU each ({digits(got / limit, fraction)})",
+            near(got, fraction * limit),
         )
 
-    return Criterion(f"reaches {fraction:.0%} of what this machine's cores allow", test, why)
+    return Criterion(f"reaches {fraction:.0%} of what this machine's free cores allow", test, why)
 
 
-def no_more_processes_than_cores() -> Criterion:
+def one_process_per_core() -> Criterion:
+    """As many worker processes as this machine's cores: the GIL's rule for CPU-bound work.
+
+    The machine's cores, not the cores free during one run: a program that happens to
+    hold a core now does not change how many the app should be given.
+    """
     cores = max(1, math.ceil(available_cores()))
 
     def test(e: Evidence) -> tuple[bool, str]:
         processes = e.summary.processes or 0
         rss = e.summary.worker_rss_mb
-        return processes <= cores, (
+        return processes == cores, (
             f"{processes} process(es) for {cores} core(s), holding {sum(rss):.0f} MB "
             f"({sum(rss) / max(len(rss), 1):.0f} MB each)"
         )
 
     return Criterion(
-        "no more processes than cores",
+        "one worker process per core",
         test,
-        "a process beyond the cores adds no CPU, only memory and switching",
+        "a process computes on one core at a time (the GIL): with fewer, a core has nothing "
+        "to run; with more, a process adds no CPU, only memory and switching",
     )
 
 
@@ -251,6 +301,7 @@ class Exercise:
     lab: Lab | None = None
     explanation: str = ""
     answer_name: str = ""  # the solution file's object, when not named like the exercise
+    attempts: int = 3  # runs at most, while every miss is within noise of its limit
     passed: bool | None = None  # the last check's outcome
     last: Evidence | None = field(default=None, repr=False)  # what the last check measured
     _hint_index: int = field(default=0, repr=False)
@@ -269,25 +320,32 @@ class Exercise:
             print(f"[{self.name}] Nothing to check yet: {self.task}")
             return
         how = self._describe_load(answer)
-        print(f"[{self.name}] Running {how} ...")
         runner = self.run or (lambda lab, a: lab.run(handler=a, **self.load))
-        try:
-            result = runner(lab, answer)
-        except Exception as exc:  # the learner's answer could not even be run
-            print(f"  ✗ the run failed: {type(exc).__name__}: {exc}")
-            print("Not yet. Fix the error above and check again.")
-            return
-        evidence = Evidence(
-            answer, result, lab.upstream.stats.requests, float(lab.upstream.delay_ms)
-        )
-        self.last = evidence
-        print(f"  measured: {result.summary.line()}")
-        passed = True
-        for criterion in self.criteria:
-            ok, measured = criterion.test(evidence)
-            passed = passed and ok
-            why = "" if ok or not criterion.why else f" ({criterion.why})"
-            print(f"  {'✓' if ok else '✗'} {criterion.requirement}: {measured}{why}")
+        for attempt in range(1, self.attempts + 1):
+            print(f"[{self.name}] Running {how} ..." if attempt == 1 else "  measuring again ...")
+            try:
+                result = runner(lab, answer)
+            except Exception as exc:  # the learner's answer could not even be run
+                print(f"  ✗ the run failed: {type(exc).__name__}: {exc}")
+                print("Not yet. Fix the error above and check again.")
+                return
+            evidence = Evidence(
+                answer, result, lab.upstream.stats.requests, float(lab.upstream.delay_ms)
+            )
+            self.last = evidence
+            print(f"  measured: {result.summary.line()}")
+            passed, close = True, True
+            for criterion in self.criteria:
+                ok, measured, near_line = criterion.evaluate(evidence)
+                passed, close = passed and ok, close and (ok or near_line)
+                why = "" if ok or not criterion.why else f" ({criterion.why})"
+                print(f"  {'✓' if ok else '✗'} {criterion.requirement}: {measured}{why}")
+            # A miss within noise of a limit is measured again: a busy machine slows one
+            # run, so one slow run says nothing about the answer. A clear miss is final.
+            if passed or not close:
+                break
+            if attempt < self.attempts:
+                print("  That was close to the line, and one run on a busy machine can be slow.")
         self.passed = passed
         if passed:
             print(f"Correct! {self.explanation}".rstrip())
@@ -346,20 +404,42 @@ class Exercise:
 
 def lesson(
     name: str,
-    measured_ratio: float,
+    measure: float | Callable[[], float],
     expected: float | tuple[float, float],
-    claim: str,
+    claim: str | Callable[[float], str],
+    *,
+    attempts: int = 5,
+    noise: float = NEAR,
 ) -> None:
     """Print whether the notebook's lesson held on this machine, with the ratio behind it.
 
-    ``expected`` is a minimum (``3.0`` means "at least 3x") or a ``(low, high)`` range.
-    The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the tests read it).
+    ``measure`` is the ratio, or a function that measures it once (compare the settings
+    within one call, interleaved). A function is called again while its ratio lands
+    within noise of ``expected`` (a band that narrows as measurements add up), up to
+    ``attempts`` times, and the median decides: one slow run on a busy machine cannot
+    flip a lesson. ``expected`` is a minimum (``3.0``
+    means "at least 3x") or a ``(low, high)`` range; ``claim`` may be a function of the
+    ratio. The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the tests read it).
     """
     low, high = expected if isinstance(expected, tuple) else (expected, math.inf)
-    held = math.isfinite(measured_ratio) and low <= measured_ratio <= high
+    ratios: list[float] = []
+    while True:
+        ratios.append(measure() if callable(measure) else float(measure))
+        ratio = statistics.median(ratios)
+        # The median of n measurements wavers about 1/sqrt(n) as much as one does.
+        band = noise / math.sqrt(len(ratios))
+        undecided = any(
+            math.isfinite(limit) and abs(ratio - limit) <= band * limit for limit in (low, high)
+        )
+        if not callable(measure) or not undecided or len(ratios) >= attempts:
+            break
+    held = math.isfinite(ratio) and low <= ratio <= high
     wanted = f">= {low:g}" if math.isinf(high) else f"{low:g} to {high:g}"
     verdict = HELD if held else NOT_HELD
-    print(f"{verdict} {name}: ratio {measured_ratio:.2f} (expected {wanted}). {claim}")
+    shown = digits(ratio, *(x for x in (low, high) if math.isfinite(x)))
+    runs = f", median of {len(ratios)} measurements" if len(ratios) > 1 else ""
+    text = claim(ratio) if callable(claim) else claim
+    print(f"{verdict} {name}: ratio {shown} (expected {wanted}{runs}). {text}")
     if not held:
         print(
             "This machine did not reproduce it. Likely causes: other programs using the "

@@ -1,4 +1,4 @@
-"""``python -m throughput_lab bench|sweep|serve``: the command-line contract in design.md.
+"""``python -m throughput_lab bench|sweep|serve|tune|locustfile``: the contract in design.md.
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits with 130 and leaves no
 worker process behind; neither prints a traceback.
@@ -110,6 +110,45 @@ def _param(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def request_options(p: argparse.ArgumentParser) -> None:
+    """The request each invocation gets: by path, method, body and headers."""
+    p.add_argument("--method", help="HTTP method (default: GET, or the function's only one)")
+    p.add_argument(
+        "--path",
+        help="request path such as /api/users/7, routed like the host "
+        "(routePrefix from host.json); --function may then be left out",
+    )
+    body = p.add_mutually_exclusive_group()
+    body.add_argument("--body", help="request body text")
+    body.add_argument("--body-file", type=Path, help="request body from a file")
+    p.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        help="request header 'Name: value' (repeatable)",
+    )
+
+
+def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``Lab.run`` keyword arguments for the request options."""
+    if args.body_file is not None:
+        try:
+            body = args.body_file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --body-file {args.body_file}: {exc.strerror}") from None
+    else:
+        body = (args.body or "").encode()
+    return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -165,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="query parameter NAME=VALUE for the function (repeatable)",
         )
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        request_options(p)
 
     bench = commands.add_parser("bench", help="measure one function, or a live URL")
     app_options(bench)
@@ -174,13 +214,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="a grid of thread counts x process counts")
     app_options(sweep, threads_list=True)
-    sweep.add_argument("--function", required=True)
+    sweep.add_argument("--function", help="function name (or give --path)")
     load_options(sweep)
+
+    tune = commands.add_parser("tune", help="measured app settings for one function or request")
+    app_options(tune, threads_list=True)
+    tune.add_argument("--function", help="function name (or give --path)")
+    tune.add_argument("--concurrency", type=_concurrency, default=32, help="requests in flight")
+    tune.add_argument(
+        "--duration",
+        type=_number(0, 86_400, low_open=True),
+        default=1.5,
+        help="seconds per setting tried",
+    )
+    tune.add_argument(
+        "--param", type=_param, action="append", default=[], help="query parameter NAME=VALUE"
+    )
+    tune.add_argument("--json", action="store_true", help="print one JSON object")
+    request_options(tune)
 
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
     app_options(serve)
     serve.add_argument("--port", type=_port, default=7071, help="0: any free port")
+
+    locust = commands.add_parser(
+        "locustfile", help="write the bench scenario as a Locust test (and Azure Load Testing YAML)"
+    )
+    locust.add_argument("--url", required=True, help="the function's URL (the key: $FUNCTION_KEY)")
+    locust.add_argument("--path", help="path and query, e.g. /api/sync_io (replaces the URL's)")
+    locust.add_argument("--method", default="GET")
+    locust.add_argument("--body", help="request body")
+    locust.add_argument(
+        "--header", type=_header, action="append", default=[], help="'Name: value' (repeatable)"
+    )
+    locust.add_argument("--users", type=_positive_int, default=8, help="requests in flight")
+    locust.add_argument("--run-time", type=_positive_int, default=60, help="seconds (default 60)")
+    locust.add_argument("--out", default="loadtest", help="folder to write into (default loadtest)")
+    locust.add_argument("--engine-instances", type=_positive_int, default=1)
+    locust.add_argument(
+        "--key-vault-secret", help="Key Vault secret identifier of the function key"
+    )
+    locust.add_argument("--test-id", help="Azure Load Testing testId")
     return parser
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
 
 
 def _processes(value: int | None) -> int:
@@ -213,16 +295,30 @@ def _emit(summary: Summary, as_json: bool) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.url:
+        if args.path:
+            raise UsageError("with --url, put the path in the URL; --path is for --app")
         check_url(args.url)
+        request = request_kwargs(args)
         asked = args.requests is not None or args.duration is not None
         requests, duration = plan_remote_load(args.url, args.requests or 100, args.duration, asked)
         on_record, bar = _progress(requests)
         with bar:
-            summary = run_bench_url(args.url, args.concurrency, requests, duration, on_record)
+            summary = run_bench_url(
+                args.url,
+                args.concurrency,
+                requests,
+                duration,
+                on_record,
+                method=(args.method or "GET").upper(),
+                body=request["body"],
+                headers=request["headers"],
+            )
         _emit(summary, args.json)
         return 0
-    if not args.function:
-        raise UsageError("bench needs --function NAME (with --app) or --url URL")
+    if not args.function and not args.path:
+        raise UsageError(
+            "bench needs --function NAME or --path /api/... (with --app), or --url URL"
+        )
     processes = _processes(args.processes)
     check_threads_flag(args.threads)
     app = _app(args.app)
@@ -244,12 +340,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             params=dict(args.param),
             on_record=on_record,
+            **request_kwargs(args),
         )
     _emit(result.summary, args.json)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not args.function and not args.path:
+        raise UsageError("sweep needs --function NAME or --path /api/...")
+    request = request_kwargs(args)
     processes_list = args.processes or [_processes(None)]
     threads_list = args.threads or [None]
     for p in processes_list:
@@ -275,12 +375,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     requests=args.requests,
                     duration_s=args.duration,
                     params=dict(args.param),
+                    **request,
                 )
                 summaries.append(result.summary)
                 if not args.json:
                     print(result.summary.line(), flush=True)
     if args.json:
-        print(json.dumps({"function": args.function, "runs": [s.as_dict() for s in summaries]}))
+        print(
+            json.dumps(
+                {"function": summaries[0].function, "runs": [s.as_dict() for s in summaries]}
+            )
+        )
     else:
         print(_table(summaries))
     return 0
@@ -304,6 +409,50 @@ def _table(summaries: Sequence[Summary]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    if not args.function and not args.path:
+        raise UsageError("tune needs --function NAME or --path /api/...")
+    for p in args.processes or []:
+        check_processes(p)
+    for t in args.threads or []:
+        check_threads_flag(t)
+    if args.duration <= 0:
+        raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
+    app = _app(args.app)
+    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        result = tune(
+            lab,
+            args.function,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            threads=args.threads,
+            processes=args.processes,
+            on_run=None if args.json else lambda s: print(s.line(), file=sys.stderr, flush=True),
+            params=dict(args.param),
+            **request_kwargs(args),
+        )
+    if args.json:
+        best = result.best.as_dict() if result.best else None
+        print(
+            json.dumps(
+                {
+                    "function": result.function,
+                    "kind": result.kind,
+                    "alone": result.alone.as_dict(),
+                    "runs": [s.as_dict() for s in result.runs],
+                    "best": best,
+                    "settings": result.settings,
+                    "az_command": result.az_command() if result.best else None,
+                }
+            )
+        )
+    else:
+        print(result.report())
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -320,12 +469,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timeout_s=timeout,
             app_settings={"UPSTREAM_URL": upstream.url},
             max_worker_mb=args.max_worker_mb,
+            capture_logs=True,
         ) as host,
     ):
         try:
             asyncio.run(serve(host, args.port))
         except OSError as exc:
             raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
+    return 0
+
+
+def cmd_locustfile(args: argparse.Namespace) -> int:
+    from .locust_export import distributed_commands, scenario, write_load_test
+
+    s = scenario(
+        args.url,
+        path=args.path,
+        method=args.method,
+        body=args.body,
+        headers=dict(args.header),
+        users=args.users,
+        run_time_s=args.run_time,
+    )
+    try:
+        locustfile, config = write_load_test(
+            s, args.out, args.engine_instances, args.key_vault_secret, args.test_id
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot write the test into {args.out}: {exc.strerror}") from None
+    print(f"wrote {locustfile} and {config}: {s.users} users, {s.method} {s.url}")
+    print("the function key is read from $FUNCTION_KEY when the test runs; it is in no file")
+    print(
+        f"here:  cd {args.out} && locust -f {locustfile.name} --headless -u {s.users} "
+        f"-r {s.users} -t {s.run_time_s}s"
+    )
+    for what, command in distributed_commands(s, workers=2, test_id=args.test_id).items():
+        print(f"{what}:  " + command.replace("\n", "\n    "))
     return 0
 
 
@@ -338,7 +517,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
-        command = {"bench": cmd_bench, "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
+        command = {
+            "bench": cmd_bench,
+            "sweep": cmd_sweep,
+            "serve": cmd_serve,
+            "tune": cmd_tune,
+            "locustfile": cmd_locustfile,
+        }[args.command]
         return command(args)
     except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

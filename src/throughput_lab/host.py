@@ -114,6 +114,7 @@ class Host:
         cpu_affinity: set[int] | None = None,
         start_timeout_s: float = 60.0,
         max_worker_mb: float | None = None,
+        capture_logs: bool = False,
     ) -> None:
         if (app is None) == (functions is None):
             raise ValueError("give either an app folder or in-process functions")
@@ -130,6 +131,7 @@ class Host:
         self.cpu_affinity = cpu_affinity
         self.start_timeout_s = start_timeout_s
         self.max_worker_mb = max_worker_mb
+        self.capture_logs = capture_logs  # functions' logging kept on their records (serve)
         self.workers: list[WorkerProcess] = []
         self.functions: dict[str, dict[str, Any]] = {}
         self.startup_s = 0.0
@@ -242,6 +244,8 @@ class Host:
         command = [sys.executable, "-m", "throughput_lab.worker_process", "--app", str(self.app)]
         if self.timeout_s is not None:
             command += ["--timeout", str(self.timeout_s)]
+        if self.capture_logs:
+            command += ["--capture-logs"]
         env = self.worker_environment()
         line = f"{address} {port} {key.hex()}\n".encode()
         arrived: queue.Queue[tuple[int, Connection, tuple[Any, ...]]] = queue.Queue()

@@ -29,12 +29,13 @@ class HttpRequestFields:
     headers: dict[str, str] = field(default_factory=dict)
     route_params: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    url: str = ""  # the full URL the host received, as the host passes it (scheme://host/path?q)
 
     def to_request(self) -> func.HttpRequest:
         query = f"?{urlencode(self.params)}" if self.params else ""
         return func.HttpRequest(
             method=self.method,
-            url=f"http://127.0.0.1/api/{self.route}{query}",
+            url=self.url or f"http://127.0.0.1/api/{self.route}{query}",
             headers=self.headers,
             params=self.params,
             route_params=self.route_params,
@@ -47,6 +48,7 @@ class HttpResponseFields:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)  # one Set-Cookie header value each
 
     @classmethod
     def from_return(cls, value: Any) -> HttpResponseFields:
@@ -56,9 +58,15 @@ class HttpResponseFields:
         fails the invocation, and the host answers 500.
         """
         if isinstance(value, func.HttpResponse):
-            # azure.functions' own encoder: it sets content-type the way the worker sends it
-            HttpResponseConverter.encode(value, expected_type=None)
-            return cls(value.status_code, value.get_body(), dict(value.headers))
+            # azure.functions' own encoder: it sets content-type the way the worker sends it,
+            # and moves every Set-Cookie header into ``cookies``, which the host writes back.
+            datum = HttpResponseConverter.encode(value, expected_type=None)
+            cookies = [
+                morsel.OutputString()
+                for cookie in (datum.value.get("cookies") or [])
+                for morsel in cookie.values()
+            ]
+            return cls(value.status_code, value.get_body(), dict(value.headers), cookies)
         if isinstance(value, str):
             return cls(200, value.encode(), {"content-type": "text/plain; charset=utf-8"})
         raise TypeError(
@@ -76,13 +84,19 @@ class InvocationRecord:
     pid: int = 0
     thread: str = ""
     dispatched: float = 0.0  # host sent it
+    submitted: float = 0.0  # the worker handed it to the pool (``def``) or the loop
     started: float = 0.0  # user code began (for ``def``: a pool thread picked it up)
     ended: float = 0.0  # user code returned or raised
     completed: float = 0.0  # host received the response
     cpu_ms: float = 0.0  # CPU time of the user code (its thread, its coroutine's steps)
     longest_step_ms: float = 0.0  # ``async def``: longest stretch it held the event loop
+    loop_ms: float = 0.0  # ``async def``: all the time it held the event loop
+    executor_ms: float = 0.0  # thread time in asyncio's default executor (run_in_executor)
     status: int = 0
     error: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)  # output bindings' values, by name
+    logs: list[str] = field(default_factory=list)  # the function's logging, when captured
+    traceback: str = ""  # a failed invocation's traceback, from the function's own frames
 
     @property
     def ok(self) -> bool:
@@ -97,12 +111,21 @@ class InvocationRecord:
         return max(0.0, self.started - self.dispatched) * 1e3 if self.started else 0.0
 
     @property
+    def wait_ms(self) -> float:
+        """Waiting inside the worker for a pool thread (``def``) or the loop's turn."""
+        return max(0.0, self.started - self.submitted) * 1e3 if self.submitted else 0.0
+
+    @property
     def run_ms(self) -> float:
         return (self.ended - self.started) * 1e3 if self.started else 0.0
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row.update(
-            ok=self.ok, latency_ms=self.latency_ms, queue_ms=self.queue_ms, run_ms=self.run_ms
+            ok=self.ok,
+            latency_ms=self.latency_ms,
+            queue_ms=self.queue_ms,
+            wait_ms=self.wait_ms,
+            run_ms=self.run_ms,
         )
         return row

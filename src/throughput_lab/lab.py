@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import statistics
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,14 +24,19 @@ from typing import Any
 import azure.functions as func
 
 from .app_loader import AppLoadError, FunctionInfo, index_app
-from .app_settings import UPSTREAM_URL_SETTING, available_cores, check_processes, check_threads_flag
+from .app_settings import UPSTREAM_URL_SETTING, check_processes, check_threads_flag
+from .cpu_share import CpuMeter, own_cpu_s
 from .host import Host
-from .invocation import HttpRequestFields, InvocationRecord
+from .invocation import InvocationRecord, clock
 from .load import closed_loop, host_sender
-from .metrics import Ideal, Summary, ideal_throughput, summarize
+from .metrics import Demand, Ideal, Summary, summarize
+from .routing import DEFAULT_ROUTE_PREFIX, plan_request, route_prefix
 from .upstream import Upstream
 
 DEFAULT_TIMEOUT_S = 30.0
+# Invocations timed alone before a run: at least ALONE_MIN (and one per worker), up to
+# ALONE_MAX while they take less than ALONE_BUDGET_S in all.
+ALONE_MIN, ALONE_MAX, ALONE_BUDGET_S = 3, 15, 0.5
 APP_FOLDER = "sample_functions"
 
 
@@ -127,6 +131,7 @@ class Lab:
         self._host: Host | None = None
         self._host_key: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
+        self._host_lock = threading.RLock()  # one thread at a time starts or stops workers
         self._running: RunHandle | None = None
 
     def __enter__(self) -> Lab:
@@ -145,9 +150,10 @@ class Lab:
         self.upstream.stop()
 
     def _close_host(self) -> None:
-        if self._host is not None:
-            self._host.close()
-        self._host, self._host_key = None, None
+        with self._host_lock:
+            if self._host is not None:
+                self._host.close()
+            self._host, self._host_key = None, None
 
     # -- hosts ---------------------------------------------------------------------------
 
@@ -159,6 +165,16 @@ class Lab:
         cpu_affinity: set[int] | None = None,
     ) -> Host:
         """A running host with these settings: the open one if it matches, else a new one."""
+        with self._host_lock:
+            return self._host_for(processes, threads, handler, cpu_affinity)
+
+    def _host_for(
+        self,
+        processes: int,
+        threads: int | None,
+        handler: Callable[..., Any] | func.FunctionApp | None,
+        cpu_affinity: set[int] | None,
+    ) -> Host:
         self.upstream.start()
         settings = {UPSTREAM_URL_SETTING: self.upstream.url}
         key = (
@@ -175,7 +191,7 @@ class Lab:
             os.environ[UPSTREAM_URL_SETTING] = self.upstream.url
             functions = (
                 index_app(handler)
-                if isinstance(handler, func.FunctionApp)
+                if isinstance(handler, func.FunctionRegister)
                 else {handler.__name__: FunctionInfo.from_callable(handler)}
             )
             timeout = self.timeout_s or DEFAULT_TIMEOUT_S
@@ -216,8 +232,15 @@ class Lab:
         body: bytes | str = b"",
         cpu_affinity: set[int] | None = None,
         on_record: Callable[[InvocationRecord], None] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RunHandle:
-        """Begin a run in the background and return its handle at once."""
+        """Begin a run in the background and return its handle at once.
+
+        The request: ``function`` with its own route, or ``path`` (e.g. ``/api/users/7``),
+        routed like the host; ``method``, ``params``, ``headers`` and ``body`` as given.
+        """
         check_processes(processes)
         check_threads_flag(threads)
         if concurrency < 1:
@@ -233,8 +256,8 @@ class Lab:
                 "a handler from this notebook runs in one in-process worker: processes=1; "
                 "put it in a function app folder to run it in more worker processes"
             )
-        if function is None:
-            if handler is None or isinstance(handler, func.FunctionApp):
+        if function is None and path is None:
+            if handler is None or isinstance(handler, func.FunctionRegister):
                 raise ValueError("name the function to run")
             function = handler.__name__
         with self._lock:
@@ -255,6 +278,9 @@ class Lab:
             body=body.encode() if isinstance(body, str) else body,
             cpu_affinity=cpu_affinity,
             on_record=on_record,
+            method=method,
+            path=path,
+            headers=headers or {},
         )
         threading.Thread(
             target=self._run_thread, args=(handle, run), name="lab-run", daemon=True
@@ -279,9 +305,11 @@ class Lab:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 exc = RuntimeError("the run was stopped")
-            # A failed or stopped run may leave invocations in flight: start clean next time.
-            self._close_host()
-            handle.future.set_exception(exc)
+            # Say so first (a Stop button waits for this), then stop the workers: a failed
+            # or stopped run may leave invocations in flight, so the next run starts clean.
+            with self._host_lock:
+                handle.future.set_exception(exc)
+                self._close_host()
         else:
             handle.future.set_result(result)
 
@@ -289,7 +317,7 @@ class Lab:
         self,
         handle: RunHandle,
         *,
-        function: str,
+        function: str | None,
         handler: Any,
         processes: int,
         threads: int | None,
@@ -301,18 +329,21 @@ class Lab:
         body: bytes,
         cpu_affinity: set[int] | None,
         on_record: Callable[[InvocationRecord], None] | None,
+        method: str | None,
+        path: str | None,
+        headers: dict[str, str],
     ) -> RunResult:
         handle._loop, handle._task = asyncio.get_running_loop(), asyncio.current_task()
         if handle._cancelled:
             raise asyncio.CancelledError
         host = await asyncio.to_thread(self.host, processes, threads, handler, cpu_affinity)
+        prefix = DEFAULT_ROUTE_PREFIX if handler is not None else route_prefix(self.app)
+        function, request = plan_request(
+            host.functions, prefix, function, method, path, params, headers, body
+        )
         info = host.function(function)
         if upstream_delay_ms is not None:
             self.upstream.delay_ms = upstream_delay_ms
-        method = "GET" if "GET" in info.methods or not info.methods else info.methods[0]
-        request = HttpRequestFields(
-            method=method, route=info.route or function, params=params, body=body
-        )
         timeout = (host.timeout_s or DEFAULT_TIMEOUT_S) + 5.0
         send_now = host_sender(host, function, request, timeout)
 
@@ -323,24 +354,35 @@ class Lab:
                 raise asyncio.CancelledError
             return await send_now(index)
 
-        # Warm-up: one invocation per worker to warm it, then a few alone to time them.
+        # Warm-up: one invocation per worker (imports, first connections), not timed.
         for i in range(processes):
             await send(-1 - i)
-        alone = [await send(-100 - i) for i in range(max(processes, 3))]
-        worked = [r for r in alone if r.ok]
-        service_s = statistics.median(r.latency_ms for r in worked) / 1e3 if worked else 0.0
-        cpu_s = statistics.median(r.cpu_ms for r in worked) / 1e3 if worked else 0.0
+        # Then invocations alone, to time what one needs: at least three and one per
+        # worker, more while they are quick, for medians that a busy machine cannot sway.
+        alone: list[InvocationRecord] = []
+        began = clock()
+        while len(alone) < max(processes, ALONE_MIN) or (
+            len(alone) < ALONE_MAX and clock() - began < ALONE_BUDGET_S
+        ):
+            alone.append(await send(-100 - len(alone)))
+            if len(alone) == 3 and not any(r.ok for r in alone):
+                break  # it fails alone: no use timing it further
+        pool_threads = None if info.is_async else host.threads
+        meter = CpuMeter(cpu_affinity)
 
-        slots = None if info.is_async else processes * host.threads
-        cores = min(available_cores(), len(cpu_affinity)) if cpu_affinity else available_cores()
-        handle.ideal = (
-            ideal_throughput(concurrency, service_s, slots, cores, cpu_s)
-            if worked
-            else Ideal(0.0, "unknown: the function failed when run alone")
-        )
+        def ideal(demand: Demand, cores: float) -> Ideal:
+            if not demand.samples:
+                return Ideal(0.0, "unknown: the function failed when run alone")
+            return demand.ideal(
+                concurrency=concurrency, processes=processes, pool_threads=pool_threads, cores=cores
+            )
 
-        await asyncio.to_thread(host.stats)  # resets each worker's loop-lag maximum
+        handle.ideal = ideal(Demand.measure(alone), meter.cores)  # until the run says more
+
+        before = await asyncio.to_thread(host.stats)  # also resets each worker's loop lag
         self.upstream.reset_stats()
+        meter.start(_lab_cpu_s(before))
+        own_before = own_cpu_s()
 
         def record(rec: InvocationRecord) -> None:
             handle.records.append(rec)
@@ -349,6 +391,10 @@ class Lab:
 
         records, elapsed = await closed_loop(send, concurrency, requests, duration_s, record)
         worker_stats = await asyncio.to_thread(host.stats)
+        cpu = meter.stop(_lab_cpu_s(worker_stats))
+        own_busy = (own_cpu_s() - own_before) / elapsed if elapsed > 0 else 0.0
+        demand = Demand.measure(alone, records)
+        handle.ideal = ideal(demand, cpu.free)
         summary = summarize(
             records,
             function=function,
@@ -358,9 +404,27 @@ class Lab:
             elapsed_s=elapsed,
             startup_s=host.startup_s,
             ideal=handle.ideal,
-            service_s=service_s,
+            service_s=demand.service_s,
             worker_stats=worker_stats,
             upstream_peak=self.upstream.stats.peak_in_flight,
             is_async=info.is_async,
+            cpu=cpu,
+            loop_busy=_busiest_loop(before, worker_stats, elapsed),
+            lab_process_busy=own_busy,
         )
         return RunResult(summary, records, worker_stats)
+
+
+def _lab_cpu_s(worker_stats: list[dict[str, Any]]) -> float:
+    """CPU seconds of the lab so far: this process and its worker processes."""
+    me = os.getpid()
+    return own_cpu_s() + sum(s.get("cpu_s", 0.0) for s in worker_stats if s.get("pid") != me)
+
+
+def _busiest_loop(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], elapsed_s: float
+) -> float:
+    """Share of the window the busiest worker's event-loop thread spent computing."""
+    start = {s["worker"]: s.get("loop_cpu_s", 0.0) for s in before}
+    busy = [s.get("loop_cpu_s", 0.0) - start.get(s["worker"], 0.0) for s in after]
+    return max(busy, default=0.0) / elapsed_s if elapsed_s > 0 else 0.0

@@ -42,16 +42,19 @@ def host_sender(
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
+KEY_HEADERS = ("x-functions-key", "authorization")
 
 
 def url_sender(
     session: aiohttp.ClientSession,
     url: str,
     headers: dict[str, str],
+    method: str = "GET",
+    body: bytes = b"",
     name: str | None = None,
     redact: Callable[[str], str] = str,
 ) -> Send:
-    """GET ``url`` over HTTP, e.g. a deployed function app.
+    """Send ``method`` to ``url`` over HTTP (GET by default), e.g. a deployed function app.
 
     Redirects are followed here, not by aiohttp: one to another origin (scheme, host, port)
     is refused when the request carries credentials (a function key header, or a key or
@@ -59,14 +62,20 @@ def url_sender(
     what records show for the URL; ``redact`` cleans error text of secrets.
     """
     start = URL(url)
-    carries_key = bool(headers) or start.password is not None or "code" in start.query
+    carries_key = (
+        any(k.lower() in KEY_HEADERS for k in headers)
+        or start.password is not None
+        or "code" in start.query
+    )
 
     async def send(index: int) -> InvocationRecord:
         record = InvocationRecord(index, name or url, dispatched=clock())
-        target = start
+        target, verb, data = start, method, body or None
         try:
             for _ in range(MAX_REDIRECTS + 1):
-                async with session.get(target, headers=headers, allow_redirects=False) as response:
+                async with session.request(
+                    verb, target, headers=headers, data=data, allow_redirects=False
+                ) as response:
                     await response.read()
                     location = response.headers.get("Location")
                     if response.status in REDIRECTS and location:
@@ -78,6 +87,8 @@ def url_sender(
                                 "followed, so the function key is not sent there"
                             )
                             break
+                        if response.status == 303 or (response.status < 303 and verb == "POST"):
+                            verb, data = "GET", None  # as browsers and aiohttp do
                         continue
                     record.status = response.status
                     if response.status >= 400:

@@ -1,22 +1,36 @@
 """What a run measured, next to what queueing theory says it could have been.
 
-Little's law: throughput = invocations in flight / latency. With C requests in flight and
-a service time S (measured alone, before the run), the ideal is C / S, unless something
-caps how many invocations really run at once:
-- a ``def`` function runs on P processes x T pool threads: at most P*T at once;
-- CPU work cannot go faster than the cores allow: at most cores / (CPU seconds each).
-What the settings do not cap (the GIL, a blocking call inside ``async def``) is what
-``efficiency`` = measured / ideal exposes.
+Little's law: throughput = invocations in flight / latency. The ideal is the least of
+every limit the worker model puts on a run, each "so many at once / seconds each":
+
+- requests in flight: C / S, with S the time one invocation takes alone;
+- the worker pool (``def``): P processes x T threads / time on a pool thread;
+- the event loop (``async def``): P loops / time an invocation holds its loop;
+- asyncio's default executor (``run_in_executor(None, ...)``): P x its threads / thread
+  time each invocation uses there;
+- the CPU: the cores free during the run / CPU seconds each invocation's code needs.
+
+What each invocation needs (``Demand``) is measured on invocations run alone, and in the
+run itself where it was lower (a machine is never faster alone than under load by
+design, but a cold first call can be), so the ideal is an upper bound: a run that
+beats it by more than noise is a bug. What the model does not cap (the GIL, the lab's own
+CPU) is what ``efficiency`` = measured / ideal exposes, and ``limited_by`` names it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .app_settings import default_executor_threads
+from .cpu_share import CpuShare
 from .invocation import InvocationRecord
+
+# Below this share of its ideal, a run's summary names what held it back.
+EXPLAIN_BELOW = 0.7
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -29,9 +43,72 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 @dataclass(frozen=True)
+class Demand:
+    """What one invocation needs, in seconds: measured alone, and in the run."""
+
+    service_s: float  # dispatched -> answered
+    pool_s: float = 0.0  # on a pool thread (``def``)
+    loop_s: float = 0.0  # holding the event loop (``async def``)
+    executor_s: float = 0.0  # thread time in asyncio's default executor
+    cpu_s: float = 0.0  # CPU time of the function's own code
+    spread: float = 0.0  # relative spread of the service times (half the IQR / median)
+    samples: int = 0
+
+    @classmethod
+    def measure(
+        cls, alone: Iterable[InvocationRecord], run: Iterable[InvocationRecord] = ()
+    ) -> Demand:
+        """Medians over invocations run alone; the run's median instead where lower."""
+        alone = [r for r in alone if r.ok]
+        run = [r for r in run if r.ok]
+        if not alone:
+            return cls(0.0)
+
+        def median(records: list[InvocationRecord], value: str) -> float:
+            return statistics.median(getattr(r, value) for r in records) / 1e3
+
+        def least(value: str) -> float:
+            best = median(alone, value)
+            return min(best, median(run, value)) if run else best
+
+        latencies = sorted(r.latency_ms for r in alone)
+        middle = statistics.median(latencies)
+        q1, q3 = percentile(latencies, 25), percentile(latencies, 75)
+        return cls(
+            service_s=least("latency_ms"),
+            pool_s=least("run_ms"),
+            loop_s=least("loop_ms"),
+            executor_s=least("executor_ms"),
+            cpu_s=least("cpu_ms"),
+            spread=(q3 - q1) / (2 * middle) if middle > 0 else 0.0,
+            samples=len(alone),
+        )
+
+    def ideal(
+        self, *, concurrency: int, processes: int, pool_threads: int | None, cores: float
+    ) -> Ideal:
+        """The ideal for this demand: ``pool_threads`` per process for ``def``, else None."""
+        return ideal_throughput(
+            concurrency,
+            self.service_s,
+            None if pool_threads is None else processes * pool_threads,
+            cores,
+            self.cpu_s,
+            processes=processes,
+            pool_s=self.pool_s,
+            loop_s=self.loop_s,
+            executor_threads=default_executor_threads(),
+            executor_s=self.executor_s,
+            spread=self.spread,
+        )
+
+
+@dataclass(frozen=True)
 class Ideal:
     rps: float
-    bottleneck: str  # what caps it: "requests in flight", "thread pool", "CPU cores"
+    bottleneck: str  # the limit that binds: "requests in flight", "thread pool", ...
+    bounds: dict[str, float] = field(default_factory=dict)  # every limit, req/s
+    error_rps: float = 0.0  # +- from the spread of the times it was computed from
 
 
 def ideal_throughput(
@@ -40,17 +117,47 @@ def ideal_throughput(
     slots: int | None = None,
     cores: float | None = None,
     cpu_s: float = 0.0,
+    *,
+    processes: int = 1,
+    pool_s: float | None = None,
+    loop_s: float = 0.0,
+    executor_threads: int | None = None,
+    executor_s: float = 0.0,
+    spread: float = 0.0,
 ) -> Ideal:
-    """Little's-law ideal for C in flight, service time S, ``slots`` at once, ``cores``."""
+    """The least of every limit on C in flight (see the module's docstring).
+
+    ``slots`` is P x T for a ``def`` function (None for ``async def``: no pool);
+    ``cores`` the cores free for the run.
+    """
     if service_s <= 0:
         return Ideal(0.0, "nothing measured")
-    candidates = {"requests in flight": concurrency / service_s}
-    if slots is not None and slots < concurrency:
-        candidates = {"thread pool": slots / service_s}
+    bounds = {"requests in flight": concurrency / service_s}
+    if slots is not None:
+        bounds["thread pool"] = slots / (pool_s or service_s)
+    if loop_s > 0:
+        bounds["event loop"] = processes / loop_s
+    if executor_threads and executor_s > 0:
+        bounds["asyncio's default executor"] = processes * executor_threads / executor_s
     if cores and cpu_s > 0:
-        candidates["CPU cores"] = cores / cpu_s
-    bottleneck = min(candidates, key=lambda k: candidates[k])
-    return Ideal(candidates[bottleneck], bottleneck)
+        bounds["CPU cores"] = cores / cpu_s
+    bottleneck = min(bounds, key=lambda k: bounds[k])
+    rps = bounds[bottleneck]
+    return Ideal(rps, bottleneck, bounds, rps * spread)
+
+
+def throughput_error(records: Sequence[InvocationRecord], elapsed_s: float) -> float:
+    """+- of a run's throughput: its standard error, by Little's law from the latencies.
+
+    Throughput = in flight / mean latency, so it is as uncertain as the mean latency:
+    the latencies' spread over the square root of their number.
+    """
+    latencies = [r.latency_ms for r in records if r.ok]
+    if len(latencies) < 2 or elapsed_s <= 0:
+        return 0.0
+    mean = statistics.fmean(latencies)
+    relative = statistics.stdev(latencies) / mean / math.sqrt(len(latencies)) if mean > 0 else 0.0
+    return len(latencies) / elapsed_s * relative
 
 
 @dataclass
@@ -68,9 +175,9 @@ class Summary:
     latency_ms: dict[str, float]
     ideal_rps: float
     efficiency: float
-    bottleneck: str
-    service_ms: float  # one invocation alone, measured before the run
-    cpu_ms: float  # mean CPU time of the user code per invocation
+    bottleneck: str  # the limit that binds the ideal
+    service_ms: float  # one invocation alone (or in the run, where faster)
+    cpu_ms: float  # CPU time of the user code per invocation (the run's mean)
     cpu_ratio: float  # CPU time / run time: near 1 CPU-bound, near 0 I/O-bound
     queue_ms_p50: float  # dispatched -> user code started
     max_loop_lag_ms: float  # worst event-loop lag of any worker during the run
@@ -79,17 +186,34 @@ class Summary:
     upstream_peak_in_flight: int = 0
     error_samples: list[str] = field(default_factory=list)
     is_async: bool = False
+    throughput_error_rps: float = 0.0  # +- (the rate's spread over the window)
+    ideal_error_rps: float = 0.0  # +- (the spread of the times alone)
+    bounds: dict[str, float] = field(default_factory=dict)  # every limit of the ideal, req/s
+    limited_by: str = ""  # below 70% of the ideal: what held the run back
+    cores: float = 0.0  # cores the lab may use
+    free_cores: float = 0.0  # of those, what other programs left free during the run
+    lab_cores: float = 0.0  # used by the lab's processes during the run
+    lab_cpu_ms: float = 0.0  # the lab's CPU per invocation: function, worker, host, load
+    executor_ms: float = 0.0  # thread time in asyncio's default executor per invocation
+    executor_peak: int = 0  # most of its threads busy at once, in any worker process
+    loop_busy: float = 0.0  # share of the run the busiest worker's event loop thread computed
+    lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
+    transit_share: float = 0.0  # share of a request's time spent outside the worker's hands
+    longest_step_ms: float = 0.0  # ``async def``: the longest the function held its loop
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def line(self) -> str:
         """One line a learner can read under a plot."""
+        held = f"; held back by {self.limited_by}" if self.limited_by else ""
+        cores = f", {self.free_cores:.1f} of {self.cores:g} cores free" if self.cores else ""
         return (
-            f"{self.function}: {self.throughput_rps:.1f} req/s "
-            f"(ideal {self.ideal_rps:.1f}, {self.efficiency:.0%}; limit: {self.bottleneck}), "
+            f"{self.function}: {self.throughput_rps:.1f} ± {self.throughput_error_rps:.1f} req/s "
+            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency:.0%}; "
+            f"limit: {self.bottleneck}{held}), "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
-            f"{self.errors} errors - {self.settings_text()}{self.concurrency} in flight"
+            f"{self.errors} errors - {self.settings_text()}{self.concurrency} in flight{cores}"
         )
 
     def settings_text(self) -> str:
@@ -98,6 +222,89 @@ class Summary:
         if self.is_async:  # the thread pool plays no part in an async def function
             return f"{self.processes} process(es), async def on the event loop, "
         return f"{self.processes} process(es) x {self.threads} threads, "
+
+
+def _transit_share(records: Sequence[InvocationRecord]) -> float:
+    """Share of the requests' time spent before the worker took them or after it let go."""
+    timed = [r for r in records if r.submitted and r.ended]
+    total = sum(r.latency_ms for r in timed)
+    inside = sum((r.ended - r.submitted) * 1e3 for r in timed)
+    return max(0.0, total - inside) / total if total > 0 else 0.0
+
+
+# A resource this busy during a run can explain why the run fell short of its ideal.
+SATURATED = 0.6
+
+
+def limited_by(s: Summary) -> str:
+    """Name what kept a run under ``EXPLAIN_BELOW`` of its ideal, from what was measured.
+
+    Each candidate is a resource the worker model leaves out, with how busy the run kept
+    it; the busiest one at or above ``SATURATED`` is named, with its figure.
+    """
+    if s.ideal_rps <= 0 or s.efficiency >= EXPLAIN_BELOW:
+        return ""
+    if s.errors:
+        return f"errors ({s.errors} of {s.requests} requests failed)"
+    processes = s.processes or 1
+    candidates: list[tuple[float, str]] = []
+    if not s.is_async and (s.threads or 1) > 1 and s.cpu_ms > 0:
+        gil = processes / (s.cpu_ms / 1e3)
+        if gil < 0.8 * s.ideal_rps:  # only where the GIL would bind before the ideal
+            candidates.append(
+                (
+                    s.throughput_rps / gil,
+                    f"the GIL: pure-Python code runs on one core per process at a time, "
+                    f"{processes} / {s.cpu_ms:.0f} ms of CPU = {gil:.1f} req/s at most",
+                )
+            )
+    if s.free_cores > 0:
+        candidates.append(
+            (
+                s.lab_cores / s.free_cores,
+                f"the CPU: the lab's processes used {s.lab_cores:.1f} of the "
+                f"{s.free_cores:.1f} free cores, {s.lab_cpu_ms:.1f} ms per invocation "
+                f"({s.cpu_ms:.1f} ms in the function, the rest in the worker, host, upstream "
+                "and load)",
+            )
+        )
+    candidates.append(
+        (
+            s.loop_busy,
+            f"the event loop: its one thread was computing {s.loop_busy:.0%} of the run "
+            "(the function's steps, and decoding and encoding each request)",
+        )
+    )
+    candidates.append(
+        (
+            s.transit_share,
+            f"the lab itself: {s.transit_share:.0%} of each request's time went between the "
+            "load, the host and the worker, not to the function (the engine's own cost per "
+            "request; a handler from a notebook also shares the kernel's GIL with them)",
+        )
+    )
+    candidates.append(
+        (
+            s.lab_process_busy,
+            f"the lab's own process: its host, load and upstream share one GIL, busy "
+            f"{s.lab_process_busy:.0%} of a core (in Azure these are not on the instance)",
+        )
+    )
+    busiest, text = max(candidates, key=lambda c: c[0])
+    if busiest >= SATURATED:
+        return text
+    if s.longest_step_ms > 50:  # the function itself held the loop, not the machine
+        return (
+            f"a blocked event loop: one step of the function held it {s.longest_step_ms:.0f} ms "
+            f"(worst lag {s.max_loop_lag_ms:.0f} ms)"
+        )
+    others = s.cores - s.free_cores
+    if others >= 0.5:
+        return (
+            f"other programs: they kept {others:.1f} core(s) busy during the run, and each of "
+            "the lab's processes waited its turn for the CPU"
+        )
+    return "nothing the lab can name: run it again on a quieter machine"
 
 
 def summarize(
@@ -114,6 +321,9 @@ def summarize(
     worker_stats: Sequence[dict[str, Any]] = (),
     upstream_peak: int = 0,
     is_async: bool = False,
+    cpu: CpuShare | None = None,
+    loop_busy: float = 0.0,
+    lab_process_busy: float = 0.0,
 ) -> Summary:
     ok = [r for r in records if r.ok]
     latencies = [r.latency_ms for r in ok]
@@ -122,7 +332,7 @@ def summarize(
     throughput = len(ok) / elapsed_s if elapsed_s > 0 else 0.0
     lags = [s.get("max_loop_lag_ms", 0.0) for s in worker_stats]
     errors = sorted({r.error for r in records if not r.ok and r.error})
-    return Summary(
+    summary = Summary(
         function=function,
         processes=processes,
         threads=threads,
@@ -150,4 +360,18 @@ def summarize(
         upstream_peak_in_flight=upstream_peak,
         error_samples=errors[:3],
         is_async=is_async,
+        throughput_error_rps=throughput_error(records, elapsed_s),
+        ideal_error_rps=ideal.error_rps,
+        bounds=dict(ideal.bounds),
+        executor_ms=sum(r.executor_ms for r in ok) / len(ok) if ok else 0.0,
+        executor_peak=max((s.get("executor_peak", 0) for s in worker_stats), default=0),
+        loop_busy=loop_busy,
+        lab_process_busy=lab_process_busy,
+        transit_share=_transit_share(ok),
+        longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
     )
+    if cpu is not None:
+        summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours
+        summary.lab_cpu_ms = cpu.ours * elapsed_s / len(records) * 1e3 if records else 0.0
+    summary.limited_by = limited_by(summary)
+    return summary

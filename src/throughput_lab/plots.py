@@ -216,11 +216,12 @@ def throughput_vs(
     x_values: Sequence[float] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Measured throughput (solid, markers) and its ideal (dashed) against a setting.
+    """Measured throughput (solid, markers) and its ideal (dashed) against a setting, each ±.
 
     ``x`` is a Summary attribute: "threads", "processes" or "concurrency"; or give the
     values yourself in ``x_values`` (one per summary; ``x`` then only names the axis).
-    One pair of lines per function, or one pair named ``label``.
+    One pair of lines per function (or one named ``label``), and per value of the other
+    settings: runs with different requests in flight, say, are not joined into one line.
     """
     items = [_summary(s) for s in summaries]
     xs_given = list(x_values) if x_values is not None else [getattr(s, x) or 0 for s in items]
@@ -229,7 +230,7 @@ def throughput_vs(
     fig, ax = new_axes(ax)
     groups: dict[str, list[tuple[float, Summary]]] = {}
     for value, s in zip(xs_given, items, strict=True):
-        groups.setdefault(label or s.function, []).append((value, s))
+        groups.setdefault(_series_name(label or s.function, s, x, items), []).append((value, s))
     xs_all: list[float] = []
     for i, (name, pairs) in enumerate(groups.items()):
         pairs.sort(key=lambda pair: pair[0])
@@ -237,22 +238,26 @@ def throughput_vs(
         group = [s for _, s in pairs]
         xs_all += xs
         colour = SERIES[i % len(SERIES)]
-        ax.plot(
+        ax.errorbar(
             xs,
             [s.throughput_rps for s in group],
+            yerr=[s.throughput_error_rps for s in group],
             color=colour,
             marker=MARKERS[i % len(MARKERS)],
             linewidth=2,
-            label=f"{name}: measured",
+            capsize=3,
+            label=f"{name}: measured ±",
         )
         ideals = [s.ideal_rps if math.isfinite(s.ideal_rps) else math.nan for s in group]
-        ax.plot(
+        ax.errorbar(
             xs,
             ideals,
+            yerr=[s.ideal_error_rps for s in group],
             color=IDEAL if len(groups) == 1 else colour,
             linestyle="--",
             linewidth=1.5,
-            label=f"{name}: ideal (Little's law)",
+            capsize=2,
+            label=f"{name}: ideal (Little's law) ±",
         )
     if logx is None:
         positive = [v for v in xs_all if v > 0]
@@ -270,6 +275,16 @@ def throughput_vs(
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def _series_name(name: str, s: Summary, x: str, items: Sequence[Summary]) -> str:
+    """The function, plus whichever other settings differ between the runs plotted."""
+    parts = [name]
+    settings = (("processes", "process(es)"), ("threads", "threads"), ("concurrency", "in flight"))
+    for other, unit in settings:
+        if other != x and len({getattr(t, other) for t in items}) > 1:
+            parts.append(f"{getattr(s, other)} {unit}")
+    return ", ".join(parts)
 
 
 # -- latency ------------------------------------------------------------------------------
@@ -374,8 +389,9 @@ def progress(
     ax: Axes | None = None,
     ideal_rps: float | None = None,
     title: str | None = None,
+    ideal_error_rps: float = 0.0,
 ) -> Figure:
-    """Completed invocations over time, and the straight line the ideal rate would draw."""
+    """Completed invocations over time, and the line the ideal rate would draw (± shaded)."""
     fig, ax = new_axes(ax, (5.0, 3.2))
     done = sorted(r.completed for r in records if r.completed)
     ax.set_xlabel("seconds into the run")
@@ -401,8 +417,18 @@ def progress(
             [0, ideal_rps * xs[-1]],
             color=IDEAL,
             linestyle="--",
-            label=f"ideal {ideal_rps:.1f} req/s",
+            label=f"ideal {ideal_rps:.1f} ± {ideal_error_rps:.1f} req/s",
         )
+        if ideal_error_rps > 0:
+            end = xs[-1]
+            ax.fill_between(
+                [0, end],
+                [0, (ideal_rps - ideal_error_rps) * end],
+                [0, (ideal_rps + ideal_error_rps) * end],
+                color=IDEAL,
+                alpha=0.15,
+                linewidth=0,
+            )
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8, loc="upper left")

@@ -90,8 +90,11 @@ async def bench_url(
     duration_s: float | None,
     on_record: Callable[[InvocationRecord], None] | None = None,
     timeout_s: float = 30.0,
+    method: str = "GET",
+    body: bytes = b"",
+    request_headers: dict[str, str] | None = None,
 ) -> Summary:
-    """Warm up and time three GETs alone, then run the closed loop against ``url``."""
+    """Warm up and time three requests alone, then run the closed loop against ``url``."""
     if requests is not None:
         concurrency = min(concurrency, requests)  # no more in flight than there are
     headers = {"x-functions-key": os.environ[KEY_VARIABLE]} if os.environ.get(KEY_VARIABLE) else {}
@@ -99,7 +102,15 @@ async def bench_url(
     client_timeout = aiohttp.ClientTimeout(total=timeout_s)
     shown = mask_url(url)
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-        send = url_sender(session, url, headers, shown, lambda text: redact(text, url))
+        send = url_sender(
+            session,
+            url,
+            {**(request_headers or {}), **headers},
+            method,
+            body,
+            name=shown,
+            redact=lambda text: redact(text, url),
+        )
         first = await send(-1)
         if first.status == 599:
             raise UnreachableError(f"cannot reach {shown}: {first.error}")
@@ -139,5 +150,19 @@ def run_bench_url(
     requests: int | None,
     duration_s: float | None,
     on_record: Callable[[InvocationRecord], None] | None = None,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
 ) -> Summary:
-    return asyncio.run(bench_url(url, concurrency, requests, duration_s, on_record))
+    return asyncio.run(
+        bench_url(
+            url,
+            concurrency,
+            requests,
+            duration_s,
+            on_record,
+            method=method,
+            body=body,
+            request_headers=headers,
+        )
+    )

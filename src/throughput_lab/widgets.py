@@ -9,8 +9,11 @@ with ``await panel.run(threads=8)``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +72,32 @@ CONTROLS = {
 }
 
 
+class _InterruptStops:
+    """While a panel run goes on, Kernel > Interrupt (SIGINT) stops it.
+
+    A run started by the Run button has no cell executing, and an idle kernel ignores
+    SIGINT; this handler makes the interrupt mean Stop. While a cell executes, ipykernel
+    puts its own handler in place (KeyboardInterrupt), which the panel also treats as Stop.
+    """
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        self._previous: Any = None
+
+    def __enter__(self) -> None:
+        # Only for an idle kernel (SIGINT ignored): an executing cell keeps its interrupt.
+        idle = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        if idle and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self._stop()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 # Axis labels that fit half the panel's width.
 SHORT_LABELS = {
     "threads": f"threads ({THREAD_COUNT_SETTING})",
@@ -104,12 +133,15 @@ class ControlPanel(widgets.VBox):
         history_x: str | None = None,
         limits: Mapping[str, tuple[int, int]] | None = None,
         refresh_s: float = 0.5,
+        request: Mapping[str, Any] | None = None,
     ) -> None:
         unknown = [c for c in controls if c not in CONTROLS]
         if unknown:
             raise ValueError(f"unknown control(s) {unknown}; choose from {list(CONTROLS)}")
-        if function is None and handler is None:
-            raise ValueError("name a function of the app, or give a handler")
+        # ``request``: Lab.run's request options, e.g. {"path": "/api/users/7", "method": "GET"}
+        self.request = dict(request or {})
+        if function is None and handler is None and "path" not in self.request:
+            raise ValueError("name a function of the app, give a request path, or give a handler")
         self.lab = lab
         self.function = function
         self.handler = handler
@@ -219,6 +251,7 @@ class ControlPanel(widgets.VBox):
         return await self._run(settings)
 
     async def _run(self, settings: Mapping[str, int]) -> RunResult | None:
+        stop_on_interrupt = _InterruptStops(self.stop)
         try:
             for name, value in settings.items():
                 if name in self.sliders:
@@ -227,6 +260,10 @@ class ControlPanel(widgets.VBox):
                     self.defaults[name] = value
             values = self.settings()
             self._stopping = False
+            self.progress.value = 0
+            self.summary.value = ""
+            self.status.value = "starting workers..."
+            self._draw(None, None)  # this run's plot starts empty, not with the last run
             self._handle = handle = self.lab.start(
                 self.function,
                 handler=self.handler,
@@ -237,40 +274,53 @@ class ControlPanel(widgets.VBox):
                 requests=self.requests,
                 duration_s=self.duration_s,
                 params=self.params,
+                **self.request,
             )
-            self.progress.value = 0
-            self.summary.value = ""
             began = time.monotonic()
-            while not handle.done():
-                await self._show_progress(handle, began, values)
-                await asyncio.sleep(self.refresh_s)
+            with stop_on_interrupt:
+                while not handle.done():
+                    await self._show_progress(handle, began, values)
+                    await self._wait(handle, self.refresh_s)
             result = handle.result()
-        except asyncio.CancelledError:  # the cell awaiting this was interrupted
+            # The plot first: Run comes back, and "done" shows, once the panel shows this run.
+            self.history.append((values, result.summary))
+            self._draw(result.records, result.summary)
+        except BaseException as exc:
+            # Stop, Kernel > Interrupt, or the cell awaiting this interrupted: one outcome.
+            # The run is cancelled, its workers stop, and "runs so far" gains nothing.
+            stopped = self._stopping or not isinstance(exc, Exception)
             if self._handle is not None:
                 self._handle.cancel()
-            self.status.value = "stopped"
-            raise
-        except Exception as exc:
-            if self._stopping:
-                self.status.value = "stopped (the next run starts fresh workers)"
-                return None
+            self._set_busy(False)
+            self._handle = None
+            if stopped:
+                self.status.value = f"stopped: nothing added to the {self._runs_text()}"
+                self.progress.value = 0
+                if isinstance(exc, Exception):
+                    return None
+                raise
             self.status.value = f"failed: {type(exc).__name__}: {exc}"
             raise
-        finally:
-            self._handle = None
-            self._set_busy(False)
+        self._handle = None
         self.last = result
-        self.history.append((values, result.summary))
         self.progress.value = 1
-        # The plot first: "done" and the summary line say the panel shows this run.
-        self._draw(result.records, result.summary)
-        self.status.value = f"done in {time.monotonic() - began:.1f} s"
+        self.status.value = f"done in {time.monotonic() - began:.1f} s ({self._runs_text()})"
         self.summary.value = f"<code>{html.escape(result.summary.line())}</code>"
+        self._set_busy(False)
         return result
 
+    def _runs_text(self) -> str:
+        return f"runs so far: {len(self.history)}"
+
+    @staticmethod
+    async def _wait(handle: RunHandle, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking as soon as the run ends (a Stop is seen at once)."""
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(handle.future)), seconds)
+
     def stop(self) -> None:
-        """Cancel the run going on, if any; its workers are stopped and restarted next run."""
-        if self._handle is not None:
+        """Cancel the run going on, if any; its workers stop, and nothing is added."""
+        if self._handle is not None and not self._stopping:
             self._stopping = True
             self.status.value = "stopping..."
             self._handle.cancel()
@@ -306,8 +356,17 @@ class ControlPanel(widgets.VBox):
             f"{values['processes']} process(es) x {values['threads']} threads, "
             f"{values['concurrency']} in flight"
         )
-        ideal_rps = summary.ideal_rps if summary else (ideal.rps if ideal else None)
-        plots.progress(records or [], ax=live, ideal_rps=ideal_rps, title=f"this run: {setting}")
+        if summary is not None:
+            ideal_rps, ideal_error = summary.ideal_rps, summary.ideal_error_rps
+        else:
+            ideal_rps, ideal_error = (ideal.rps, ideal.error_rps) if ideal else (None, 0.0)
+        plots.progress(
+            records or [],
+            ax=live,
+            ideal_rps=ideal_rps,
+            ideal_error_rps=ideal_error,
+            title=f"this run: {setting}",
+        )
         history = list(self.history)
         if history:
             plots.throughput_vs(

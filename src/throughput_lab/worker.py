@@ -7,8 +7,9 @@ own task on that loop, so invocations overlap and the worker sets no cap on how 
 - plain ``def`` functions run on ONE ThreadPoolExecutor per process, sized by the app
   setting PYTHON_THREADPOOL_THREAD_COUNT. Request decoding and response encoding stay on
   the loop thread.
-- the loop's default executor, used by ``run_in_executor(None, ...)``, is left alone: it is
-  asyncio's own pool, not the one the app setting sizes.
+- the loop's default executor, used by ``run_in_executor(None, ...)``, is not the pool the
+  app setting sizes: it is asyncio's own, min(32, cores + 4) threads. (The lab puts a
+  metered pool of that same size in its place, to measure what each invocation uses.)
 Sources: azure-functions-python-worker ``dispatcher.py`` and ``utils/threadpool.py``.
 """
 
@@ -23,9 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .app_loader import FunctionInfo
-from .app_settings import THREAD_COUNT_SETTING, thread_count_from_setting
-from .instrument import LoopLagProbe, StepTimer
+from .app_settings import THREAD_COUNT_SETTING, default_executor_threads, thread_count_from_setting
+from .bindings import arguments, shown_value
+from .instrument import LoopLagProbe, MeteredExecutor, StepTimer
 from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
+from .invocation_logs import current_invocation, user_traceback
 
 
 class Worker:
@@ -41,25 +44,40 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=setting, thread_name_prefix="worker-pool")
         self.threads: int = self.pool._max_workers  # what max_workers=None resolved to
         self.lag = LoopLagProbe()
+        self.default_executor = MeteredExecutor(default_executor_threads())
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def invoke(
         self, record: InvocationRecord, request: HttpRequestFields
     ) -> HttpResponseFields:
         fn = self.functions[record.function]
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            loop.set_default_executor(self.default_executor)
+            self._loop = loop
         req = request.to_request()  # decoded on the loop thread, as the worker does
-        kwargs = {fn.trigger_param: req} if fn.trigger_param else {}
+        kwargs, outs = arguments(fn, req, record.invocation_id)  # trigger, context, func.Out
+        # This task's context: its logging and its default-executor time land on the record.
+        current_invocation.set(record)
+        record.submitted = clock()
         try:
+            if fn.unsupported:
+                raise RuntimeError(fn.unsupported)
             if fn.is_async:
                 call = self._run_async(fn, kwargs, record)
             else:
-                loop = asyncio.get_running_loop()
                 call = loop.run_in_executor(self.pool, self._run_sync, fn, kwargs, record)
             result = await asyncio.wait_for(call, self.timeout_s)
+            record.outputs = {name: shown_value(out.get()) for name, out in outs.items()}
+            if fn.http_output != "$return":  # v1: the response set on an http output binding
+                record.outputs.pop(fn.http_output, None)
+                result = outs[fn.http_output].get()
             return HttpResponseFields.from_return(result)
         except asyncio.TimeoutError:
             record.error = f"FunctionTimeout: {fn.name} ran longer than {self.timeout_s:g} s"
         except Exception as exc:  # the function failed: a 500 for this request only
             record.error = f"{type(exc).__name__}: {exc}"
+            record.traceback = user_traceback(exc)
         record.ended = record.ended or clock()
         return HttpResponseFields(500, record.error.encode())
 
@@ -71,9 +89,11 @@ class Worker:
         finally:
             record.ended = clock()
             record.cpu_ms, record.longest_step_ms = timer.cpu_s * 1e3, timer.longest_step_s * 1e3
+            record.loop_ms = timer.held_s * 1e3
 
     def _run_sync(self, fn: FunctionInfo, kwargs: dict, record: InvocationRecord) -> Any:
         record.started, record.thread = clock(), threading.current_thread().name
+        current_invocation.set(record)  # this pool thread's context, until its next invocation
         cpu0 = time.thread_time()
         try:
             return fn.func(**kwargs)
@@ -84,3 +104,4 @@ class Worker:
     def close(self) -> None:
         self.lag.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.default_executor.shutdown(wait=False, cancel_futures=True)

@@ -35,6 +35,7 @@ from typing import Any
 
 from .app_loader import AppLoadError, FunctionInfo, load_app
 from .invocation import HttpRequestFields, InvocationRecord
+from .invocation_logs import capture_logs
 from .worker import Worker
 
 
@@ -90,6 +91,9 @@ async def serve(
                     {
                         "pid": os.getpid(),
                         "max_loop_lag_ms": worker.lag.reset() * 1e3,
+                        "executor_peak": worker.default_executor.reset_peak(),
+                        # this runs on the loop's thread: its CPU is the event loop's
+                        "loop_cpu_s": time.thread_time(),
                         "cpu_s": time.process_time(),
                         **_memory(),
                         "threads": threading.active_count(),
@@ -191,7 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", required=True)
     parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--capture-logs", action="store_true")
     args = parser.parse_args(argv)
+    if args.capture_logs:
+        capture_logs()
     stdin = sys.stdin.buffer
     host, port, key = stdin.readline().decode().split()
     watch_host(stdin)
