@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +34,11 @@ from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
 from .upstream import Upstream
 
 PROG = "throughput_lab"
+MAX_CONCURRENCY = 1000  # requests in flight: each is a task and a message in a worker
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as for Ctrl-C (workers ended in order), exit 143."""
 
 
 class UsageError(Exception):
@@ -50,6 +57,42 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}, got {value}")
+    return value
+
+
+def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high] (or (low, high] with ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be a number {bound} and <= {high:g}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), got {value}")
     return value
 
 
@@ -125,20 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--upstream-delay-ms",
-            type=float,
+            type=_number(0, 600_000),
             default=100.0,
             help="delay of the embedded upstream (default 100)",
         )
         p.add_argument(
             "--timeout",
-            type=float,
+            type=_number(0, 86_400, low_open=True),
             help="function timeout in seconds (default: functionTimeout in host.json, else 30)",
+        )
+        p.add_argument(
+            "--max-worker-mb",
+            type=_number(50, 1_000_000),
+            help="end (and report) a worker whose memory, its children's included, passes this",
         )
 
     def load_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight")
+        p.add_argument(
+            "--concurrency",
+            type=_concurrency,
+            default=8,
+            help=f"requests in flight (1-{MAX_CONCURRENCY})",
+        )
         p.add_argument("--requests", type=_positive_int, help="requests in total")
-        p.add_argument("--duration", type=float, help="seconds to run instead of a count")
+        p.add_argument(
+            "--duration",
+            type=_number(0, 86_400, low_open=True),
+            help="seconds to run instead of a count",
+        )
         p.add_argument(
             "--param",
             type=_param,
@@ -163,8 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="measured app settings for one function or request")
     app_options(tune, threads_list=True)
     tune.add_argument("--function", help="function name (or give --path)")
-    tune.add_argument("--concurrency", type=_positive_int, default=32, help="requests in flight")
-    tune.add_argument("--duration", type=float, default=1.5, help="seconds per setting tried")
+    tune.add_argument("--concurrency", type=_concurrency, default=32, help="requests in flight")
+    tune.add_argument(
+        "--duration",
+        type=_number(0, 86_400, low_open=True),
+        default=1.5,
+        help="seconds per setting tried",
+    )
     tune.add_argument(
         "--param", type=_param, action="append", default=[], help="query parameter NAME=VALUE"
     )
@@ -173,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
     app_options(serve)
-    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--port", type=_port, default=7071, help="0: any free port")
 
     locust = commands.add_parser(
         "locustfile", help="write the bench scenario as a Locust test (and Azure Load Testing YAML)"
@@ -262,7 +324,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     app = _app(args.app)
     requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
     on_record, bar = _progress(requests)
-    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab, bar:
+    lab = Lab(
+        app,
+        upstream_delay_ms=args.upstream_delay_ms,
+        timeout_s=args.timeout,
+        max_worker_mb=args.max_worker_mb,
+    )
+    with lab, bar:
         result = lab.run(
             args.function,
             processes=processes,
@@ -290,7 +358,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_threads_flag(t)
     app = _app(args.app)
     summaries: list[Summary] = []
-    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+    lab = Lab(
+        app,
+        upstream_delay_ms=args.upstream_delay_ms,
+        timeout_s=args.timeout,
+        max_worker_mb=args.max_worker_mb,
+    )
+    with lab:
         for processes in processes_list:
             for threads in threads_list:
                 result = lab.run(
@@ -394,6 +468,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             timeout_s=timeout,
             app_settings={"UPSTREAM_URL": upstream.url},
+            max_worker_mb=args.max_worker_mb,
             capture_logs=True,
         ) as host,
     ):
@@ -433,7 +508,13 @@ def cmd_locustfile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # stop in order, as on Ctrl-C
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         command = {
@@ -447,9 +528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(
+            f"{PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # a fault of ours: still one line, with what it was
         print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -122,8 +122,10 @@ class Lab:
         upstream_delay_ms: float = 100.0,
         upstream_jitter_ms: float = 0.0,
         timeout_s: float | None = None,
+        max_worker_mb: float | None = None,
     ) -> None:
         self.app = Path(app) if app is not None else find_app()
+        self.max_worker_mb = max_worker_mb  # see Host
         self.upstream = Upstream(upstream_delay_ms, upstream_jitter_ms)
         self.timeout_s = timeout_s
         self._host: Host | None = None
@@ -207,6 +209,7 @@ class Lab:
                 app_settings=settings,
                 timeout_s=timeout,
                 cpu_affinity=cpu_affinity,
+                max_worker_mb=self.max_worker_mb,
             )
         self._host = host.start()
         self._host_key = key

@@ -5,8 +5,13 @@ as ``spawn`` would, so nothing of a multi-threaded parent such as a notebook ker
 forked). Messages are pickled tuples on a ``multiprocessing.connection`` channel:
 
 host -> worker: ("invoke", InvocationRecord, HttpRequestFields) | ("stats",) | ("stop",)
-worker -> host: ("ready", info) | ("load_error", text) | ("result", record, response)
-                | ("stats", info)
+worker -> host: ("hello", pid) | ("ready", info) | ("load_error", text)
+                | ("result", record, response) | ("stats", info)
+
+The worker's stdin stays open to the host: a thread waits for its end of file, which comes
+when the host is gone however it went, and then ends the worker's whole process group.
+That thread does not need the event loop, so a handler that blocks the loop forever
+cannot keep the worker alive after its host.
 
 Messages are read on the event loop's thread when it is told the channel is readable (a
 thread on Windows, where the loop cannot watch a socket this way).
@@ -190,6 +195,26 @@ def run_worker_loop(main: Coroutine[Any, Any, None]) -> None:
         loop.close()
 
 
+def watch_host(stream: Any = None) -> None:
+    """End this worker's process group once the host is gone (EOF on stdin), on a thread."""
+
+    def watch() -> None:
+        source = stream if stream is not None else sys.stdin.buffer
+        with contextlib.suppress(OSError, ValueError):
+            while source.read(4096):
+                pass
+        leave(1)
+
+    threading.Thread(target=watch, name="host-watch", daemon=True).start()
+
+
+def leave(code: int) -> None:
+    """Exit now, and end every process a handler started (this worker leads its group)."""
+    if hasattr(os, "killpg") and os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)  # this process included
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     # The host stops workers in order; a terminal's Ctrl-C is the host's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -201,18 +226,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.capture_logs:
         capture_logs()
-    host, port, key = sys.stdin.readline().split()
+    stdin = sys.stdin.buffer
+    host, port, key = stdin.readline().decode().split()
+    watch_host(stdin)
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
+    conn.send(("hello", os.getpid()))
     try:
         functions = load_app(args.app)
     except AppLoadError as exc:
         conn.send(("load_error", str(exc)))
         conn.close()
         os._exit(0)
-    run_worker_loop(serve(conn, functions, args.timeout))
-    # Pool threads may still be blocked in user code (requests.get, time.sleep):
-    # a normal interpreter exit would wait for them.
-    os._exit(0)
+    try:
+        run_worker_loop(serve(conn, functions, args.timeout))
+    except SystemExit as exc:  # a function called sys.exit(): the worker process ends
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        print(f"a function called sys.exit({exc.code!r}): the worker process exits", flush=True)
+        os._exit(code)  # the host reports the code, then ends the group
+    # Stopped, or the channel closed (the host may be gone: no one else would end the group).
+    # os._exit: pool threads may still be blocked in user code (requests.get, time.sleep),
+    # and a normal interpreter exit would wait for them.
+    leave(0)
 
 
 if __name__ == "__main__":
