@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -122,7 +123,14 @@ def notebook_page(url: str, problems: list[str]) -> Iterator[Any]:
             status.wait_for(timeout=120_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-            page.get_by_text(re.compile(r"^LESSON (HELD|DID NOT HOLD):")).wait_for(timeout=240_000)
+            try:
+                # Not anchored: a verdict may follow other printed lines in one output.
+                verdict = page.get_by_text(re.compile(r"LESSON (HELD|DID NOT HOLD):")).first
+                verdict.wait_for(timeout=240_000)
+            except playwright.Error:
+                shot = Path(tempfile.gettempdir()) / "run-all-failed.png"
+                page.screenshot(path=str(shot), full_page=True)
+                raise AssertionError(f"Run All gave no verdict in 240 s; see {shot}") from None
             status.wait_for(timeout=60_000)
             yield page, status
         finally:
