@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
-from typing import Any
+from typing import Any, NoReturn
 
 from .app_loader import AppLoadError, FunctionInfo, load_app
 from .invocation import HttpRequestFields, InvocationRecord
@@ -75,7 +75,10 @@ async def serve(
     runtime = {"python": platform.python_version(), "event_loop": event_loop_name(loop)}
 
     async def run(record: InvocationRecord, request: HttpRequestFields) -> None:
-        response = await worker.invoke(record, request)
+        try:
+            response = await worker.invoke(record, request)
+        except SystemExit as exc:  # uvloop (3.13+) does not stop its loop for it, asyncio does
+            exit_for(exc)
         record.pid, record.status = os.getpid(), response.status
         if response.status >= 400 and not record.error:  # the function's own error response
             record.error = f"HTTP {response.status}: {response.body[:200].decode(errors='replace')}"
@@ -215,6 +218,13 @@ def leave(code: int) -> None:
     os._exit(code)
 
 
+def exit_for(exc: SystemExit) -> NoReturn:
+    """A function called sys.exit(): the worker process ends with its code, as in Azure."""
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    print(f"a function called sys.exit({exc.code!r}): the worker process exits", flush=True)
+    os._exit(code)  # the host reports the code, then ends the group
+
+
 def main(argv: list[str] | None = None) -> None:
     # The host stops workers in order; a terminal's Ctrl-C is the host's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -239,10 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
     try:
         run_worker_loop(serve(conn, functions, args.timeout))
-    except SystemExit as exc:  # a function called sys.exit(): the worker process ends
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        print(f"a function called sys.exit({exc.code!r}): the worker process exits", flush=True)
-        os._exit(code)  # the host reports the code, then ends the group
+    except SystemExit as exc:
+        exit_for(exc)
     # Stopped, or the channel closed (the host may be gone: no one else would end the group).
     # os._exit: pool threads may still be blocked in user code (requests.get, time.sleep),
     # and a normal interpreter exit would wait for them.
