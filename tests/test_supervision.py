@@ -26,6 +26,7 @@ import urllib.request
 import psutil
 import pytest
 from conftest import APPS, MARK
+from test_cli import cli
 
 from throughput_lab import Host, Lab, WorkerDiedError
 from throughput_lab import host as host_module
@@ -413,24 +414,16 @@ def test_the_key_is_not_sent_to_another_origin_and_is_masked():
     first, first_seen = _server(redirect_to=other_origin)
     try:
         url = f"http://127.0.0.1:{first.server_address[1]}/r/api/f?code=SECRETCODE"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "throughput_lab",
-                "bench",
-                "--url",
-                url,
-                "--requests",
-                "3",
-                "--concurrency",
-                "1",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "FUNCTION_KEY": "SECRETKEY"},
+        done = cli(
+            "bench",
+            "--url",
+            url,
+            "--requests",
+            "3",
+            "--concurrency",
+            "1",
+            "--json",
+            env={"FUNCTION_KEY": "SECRETKEY"},
         )
     finally:
         first.shutdown()
@@ -451,24 +444,16 @@ def test_a_same_origin_redirect_keeps_the_key():
     base = f"http://127.0.0.1:{server.server_address[1]}"
     server.RequestHandlerClass.redirect_to = base  # /r/x -> /final/r/x, same origin
     try:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "throughput_lab",
-                "bench",
-                "--url",
-                f"{base}/r/x",
-                "--requests",
-                "2",
-                "--concurrency",
-                "1",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "FUNCTION_KEY": "K"},
+        done = cli(
+            "bench",
+            "--url",
+            f"{base}/r/x",
+            "--requests",
+            "2",
+            "--concurrency",
+            "1",
+            "--json",
+            env={"FUNCTION_KEY": "K"},
         )
     finally:
         server.shutdown()
@@ -479,20 +464,12 @@ def test_a_same_origin_redirect_keeps_the_key():
 
 
 def test_a_password_in_the_url_is_masked():
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "throughput_lab",
-            "bench",
-            "--url",
-            "http://user:PASSWORD@127.0.0.1:1/api/f?code=CODE",
-            "--requests",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = cli(
+        "bench",
+        "--url",
+        "http://user:PASSWORD@127.0.0.1:1/api/f?code=CODE",
+        "--requests",
+        "1",
     )
     assert done.returncode == 2
     assert "PASSWORD" not in done.stderr and "CODE" not in done.stderr.replace("code", "")
@@ -519,21 +496,13 @@ def test_a_password_in_the_url_is_masked():
     ],
 )
 def test_every_bad_number_is_exit_2_and_one_line(args):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "throughput_lab",
-            "bench",
-            "--app",
-            str(APP),
-            "--function",
-            "ok",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = cli(
+        "bench",
+        "--app",
+        str(APP),
+        "--function",
+        "ok",
+        *args,
     )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
@@ -544,12 +513,7 @@ def test_bad_port_and_broken_imports_are_exit_2_and_one_line():
         ["serve", "--app", str(APP), "--port", "70000"],
         ["bench", "--app", str(APPS / "import_exits"), "--function", "x"],
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "throughput_lab", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = cli(*args)
         assert done.returncode == 2, done.stderr
         lines = [ln for ln in done.stderr.splitlines() if not ln.startswith("[worker")]
         assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
