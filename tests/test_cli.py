@@ -300,3 +300,21 @@ def test_ctrl_c_stops_a_run_and_leaves_no_process(to_group):
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted" in err
     assert not wait_no_workers(before)
+
+
+def test_a_stop_that_hangs_is_ended_at_the_stop_limit_with_its_stacks():
+    """Whatever a stop waits on, the CLI ends STOP_LIMIT_S after the signal and says where."""
+    hangs = (
+        "import threading, signal, os; from throughput_lab import cli;"
+        "cli.STOP_LIMIT_S = 1.0;"
+        "signal.signal(signal.SIGTERM, cli._terminate);"
+        "os.kill(os.getpid(), signal.SIGTERM)"
+    )
+    stuck = f"try:\n    exec({hangs!r})\nexcept KeyboardInterrupt:\n    threading.Event().wait(60)"
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", stuck], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - began
+    assert proc.returncode == 143, proc.stderr
+    assert "still stopping after 1 s; ending now" in proc.stderr
+    assert "most recent call first" in proc.stderr  # every thread's stack, for the cause
+    assert took < 10

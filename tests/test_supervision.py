@@ -115,6 +115,22 @@ class Reader:
         return self.data.decode(errors="replace")
 
 
+def ended(proc: subprocess.Popen[bytes], err: Reader, what: str, timeout_s: float = 30) -> str:
+    """Wait for the CLI to exit; its stderr, or a failure that shows it (stacks included)."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        tail = err.text()[-6000:]
+        raise AssertionError(f"{what}: no exit in {timeout_s:g} s; stderr: {tail}") from None
+    text = err.text()
+    if "still stopping after" in text:  # the CLI's stop limit ended it: say where it waited
+        FIGURES.append(f"{what}: the stop limit ended it; {text[text.index('still stopping') :]}")
+    return text
+
+
 def wait_for(condition, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -220,11 +236,10 @@ def test_serve_stops_on_ctrl_c_and_leaves_no_process(handler, run):
     assert get(f"http://127.0.0.1:{port}/api/ok", 10.0)[0] in (200, 500)
     stopped = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
-    proc.wait(timeout=30)
+    stderr = ended(proc, err, f"serve {handler} after Ctrl-C")
     left, _waited = wait_none_left(before, END_BOUND_S)
     took = time.monotonic() - stopped
     FIGURES.append(f"serve {handler}: stopped {took:.1f} s after Ctrl-C")
-    stderr = err.text()
     assert proc.returncode in (0, 130), stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-2000:]
     assert took < END_BOUND_S
@@ -257,13 +272,13 @@ def test_a_host_stopped_or_killed_leaves_no_process(handler, how, run):
     time.sleep(1.5)  # invocations are running (and misbehaving)
     stopped = time.monotonic()
     proc.send_signal(how)  # the host alone, not its group
-    proc.wait(timeout=30)
+    stderr = ended(proc, err, f"bench {handler} after {how.name}")
     left, _waited = wait_none_left(before, END_BOUND_S)
     took = time.monotonic() - stopped
     FIGURES.append(f"{how.name} {handler}: nothing left {took:.1f} s after the signal")
     if how == signal.SIGTERM:
-        assert proc.returncode == 143, err.text()[-2000:]
-        assert "Traceback" not in err.text()
+        assert proc.returncode == 143, stderr[-2000:]
+        assert "Traceback" not in stderr
     assert not left, [p.cmdline() for p in left]
     assert took < END_BOUND_S
 
@@ -288,7 +303,7 @@ def test_a_second_ctrl_c_during_shutdown_still_ends_everything():
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=30)
+    ended(proc, err, "bench blocks_loop after two Ctrl-C")
     left, _ = wait_none_left(before, END_BOUND_S)
     assert time.monotonic() - stopped < END_BOUND_S
     assert proc.returncode == 130, err.text()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import json
 import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +38,7 @@ from .upstream import Upstream
 
 PROG = "throughput_lab"
 MAX_CONCURRENCY = 1000  # requests in flight: each is a task and a message in a worker
+STOP_LIMIT_S = 10.0  # after Ctrl-C or SIGTERM, the longest an orderly stop may take
 
 
 class Terminated(KeyboardInterrupt):
@@ -508,13 +512,59 @@ def cmd_locustfile(args: argparse.Namespace) -> int:
     return 0
 
 
+_stop_deadline = threading.Event()  # set once the first stop signal has armed the limit
+
+
+def _arm_stop_limit(code: int) -> None:
+    """Bound the orderly stop, as a service manager bounds a unit's (TimeoutStopSec).
+
+    Stopping waits on worker processes and threads that run code we do not control. If
+    that takes longer than STOP_LIMIT_S, say so with every thread's stack (so the cause
+    can be found), then exit: the workers see their stdin close and end their groups.
+    """
+    if _stop_deadline.is_set():
+        return
+    _stop_deadline.set()
+
+    def limit() -> None:
+        threading.Event().wait(STOP_LIMIT_S)
+        print(
+            f"{PROG}: still stopping after {STOP_LIMIT_S:g} s; ending now. Where it waited:",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(code)
+
+    threading.Thread(target=limit, name="stop-limit", daemon=True).start()
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    _arm_stop_limit(143)
     raise Terminated
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    _arm_stop_limit(130)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # stop in order, as on Ctrl-C
+    handlers = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    if handlers[signal.SIGTERM] is signal.SIG_DFL:  # stop in order, as on Ctrl-C
         signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handlers[signal.SIGINT] = signal.default_int_handler
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _main(argv)
+    finally:  # a caller in this process (a test, a notebook) gets its handlers back
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = {
