@@ -8,11 +8,14 @@ it prints beats its ideal by more than 5 %, or if its closing cell does not prin
 "LESSON HELD:" (``throughput_lab.checks.lesson``). The notebooks whose lessons lean on the
 CPU run a second time with another process keeping one core busy.
 Each notebook's run time and lesson ratio are printed on a "[notebook timings]" line,
-shown even without ``-s``.
+shown even without ``-s``. A notebook that passes is saved with its outputs under
+build/executed/, with the hash of the stored notebook it ran: `make book` publishes those
+copies instead of executing every notebook again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -28,6 +31,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+EXECUTED_DIR = ROOT / "build" / "executed"  # git-ignored; read by book/build.py
 BUDGET_S = 180.0  # per notebook; the workbook aims at 120 s on 2 cores
 VERDICT = re.compile(r"^LESSON (HELD|DID NOT HOLD): (.*)$", re.MULTILINE)
 CRASH = re.compile(
@@ -79,9 +83,13 @@ def _not_zombie(pid: int) -> bool:
         return False
 
 
-def _run_notebook(path: Path) -> tuple[float, str, list[tuple[str, str]]]:
-    """Execute ``path`` as a learner's Run All would; check it, return time, text, verdicts."""
-    nb = nbformat.read(path, as_version=4)
+def _run_notebook(path: Path, keep: bool = False) -> tuple[float, str, list[tuple[str, str]]]:
+    """Execute ``path`` as a learner's Run All would; check it, return time, text, verdicts.
+
+    ``keep``: save the executed notebook, outputs included, under build/executed/.
+    """
+    source = path.read_bytes()
+    nb = nbformat.reads(source.decode(), as_version=4)
     client = NotebookClient(
         nb,
         timeout=BUDGET_S,
@@ -113,6 +121,11 @@ def _run_notebook(path: Path) -> tuple[float, str, list[tuple[str, str]]]:
     assert not failed, f"{path.name}: the lesson did not hold on this machine: {failed}"
     left = _wait_gone(children)
     assert not left, f"{path.name} left processes behind: {left}"
+    if keep:
+        # The book takes this copy only while the stored notebook still has this hash.
+        nb.metadata["throughput_lab"] = {"source_sha256": hashlib.sha256(source).hexdigest()}
+        EXECUTED_DIR.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, EXECUTED_DIR / path.name)
     return elapsed, printed, verdicts
 
 
@@ -137,7 +150,7 @@ def _unexplained(printed: str) -> list[str]:
 @pytest.mark.timeout(BUDGET_S + 60)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_and_its_lesson_holds(path: Path, capsys: pytest.CaptureFixture) -> None:
-    elapsed, printed, verdicts = _run_notebook(path)
+    elapsed, printed, verdicts = _run_notebook(path, keep=True)
     with capsys.disabled():
         ratio = "; ".join(text for _, text in verdicts) or "no verdict"
         print(f"\n[notebook timings] {path.name}: {elapsed:.1f} s; {ratio}")

@@ -36,6 +36,7 @@ OKABE_ITO = {
 MEASURED = OKABE_ITO["blue"]
 IDEAL = OKABE_ITO["orange"]
 WAITING = "#BBBBBB"
+WAITING_HATCH = "////"
 WAIT_SHOWN_S = 0.002  # shorter waits (the hop from host to worker) are not drawn
 SERIES = [
     OKABE_ITO[c]
@@ -60,10 +61,43 @@ X_LABELS = {
 
 
 class WorkbookFigure(Figure):
-    """A matplotlib Figure that a notebook shows as a PNG when a cell returns it."""
+    """A matplotlib Figure that a notebook shows as a PNG when a cell returns it.
+
+    The PNG carries alt text (output metadata ``image/png: {alt: ...}``), which the
+    rendered site puts on the image for screen readers.
+    """
 
     def _repr_png_(self) -> bytes:
         return png(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
+        text = alt_text(self)
+        return {"image/png": png(self), "text/plain": text}, {"image/png": {"alt": text}}
+
+
+def alt_text(fig: Figure) -> str:
+    """What each panel of ``fig`` shows, from its own title, axis labels and legend."""
+    parts = []
+    for ax in fig.axes:
+        title = ax.get_title() or "a plot"
+        rows = [t.get_text() for t in ax.get_yticklabels() if not _is_number(t.get_text())]
+        y = ax.get_ylabel() or ("rows " + "; ".join(rows) if rows else "values")
+        what = [f"{title}: {y} against {ax.get_xlabel() or 'x'}"]
+        legend = ax.get_legend()
+        if legend is not None:
+            labels = [t.get_text() for t in legend.get_texts() if t.get_text()]
+            if labels:
+                what.append("key: " + "; ".join(labels))
+        parts.append(", ".join(what))
+    return "Figure. " + ". ".join(parts) if parts else "Figure (empty)"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace("\u2212", "-"))  # matplotlib's minus sign
+    except ValueError:
+        return not text  # an empty label says nothing either
+    return True
 
 
 def png(fig: Figure, dpi: int | None = None) -> bytes:
@@ -133,10 +167,11 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
     """Invocations over time: for each worker process, a band of requests waiting, then
     one band per lane that runs code (each pool thread, or the event loop).
 
-    Grey bars are requests sent by the host whose code has not started: queued for a pool
-    thread, or behind a blocked event loop. Coloured bars are code running, one colour per
-    worker process. Bars that overlap in time are stacked inside their band: many
-    ``async def`` invocations at once on one event loop fill its band from top to bottom.
+    Grey hatched bars are requests sent by the host whose code has not started: queued for
+    a pool thread, or behind a blocked event loop. Solid coloured bars are code running, one
+    colour per worker process; every band is labelled too, so colour is never the only cue.
+    Bars that overlap in time are stacked inside their band: many ``async def`` invocations
+    at once on one event loop fill its band from top to bottom.
     Only the first ``limit`` invocations (by the time they were sent) are drawn.
     """
     every = _records(result)
@@ -175,6 +210,8 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
                 spans,
                 (y + i * height + 0.05 * height, 0.9 * height),
                 facecolor=colour,
+                # Waiting is hatched as well as grey: it reads without colour, and in print.
+                hatch=WAITING_HATCH if colour == WAITING else None,
                 edgecolor="white",  # so back-to-back invocations stay apart
                 linewidth=0.6 if len(rows) < 30 else 0.2,
             )
@@ -187,7 +224,14 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
     ax.set_xlim(0, max(r.completed for r in records) - t0)
     ax.set_xlabel("seconds since the first request was sent")
     workers = sorted({k[0] for k in lanes})
-    handles = [Patch(color=WAITING, label="waiting (sent, code not started)")]
+    handles = [
+        Patch(
+            facecolor=WAITING,
+            edgecolor="white",
+            hatch=WAITING_HATCH,
+            label="waiting (sent, code not started), hatched",
+        )
+    ]
     handles += [
         Patch(color=SERIES[w % len(SERIES)], label=f"running in process {w}") for w in workers[:4]
     ]
