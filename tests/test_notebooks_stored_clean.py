@@ -1,5 +1,6 @@
 """Notebooks are stored without outputs, execution counts or saved widget state, and name
-the python3 kernel.
+the python3 kernel with the metadata JupyterLab writes for it (so opening one leaves it
+unmodified; tests/notebook_metadata.py stores it, tests/test_browser.py opens each one).
 
 A learner opens a clean workbook and sees only what their own runs produce; diffs stay
 readable. To clean a notebook: Edit > Clear Outputs of All Cells, then save, or
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_metadata import differences
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(
@@ -35,6 +37,11 @@ def _problems(path: Path) -> list[str]:
     # Without a kernelspec, JupyterLab greets the learner with a "Select Kernel" dialog.
     if nb.metadata.get("kernelspec", {}).get("name") != "python3":
         problems.append("metadata.kernelspec.name is not 'python3'")
+    for key in differences(nb.metadata):
+        problems.append(
+            f"metadata.{key} is not what JupyterLab writes (.venv/bin/python "
+            "tests/notebook_metadata.py stores it)"
+        )
     return problems
 
 
