@@ -2,7 +2,10 @@
 #   make lab    create .venv, install the workbook, open JupyterLab at the first notebook
 #   make test   create .venv, install the workbook with its test extras, lint, run every test
 #
-#   make test-all   what CI runs: make test on each of CI_PYTHONS, each in its own .venv-X.Y
+#   make test-all   what CI runs: make test on each of CI_PYTHONS, each in its own .venv-X.Y,
+#                   then make book-test once, with the last of them
+#   make book       the workbook as a static site in build/book/html (book/build.py)
+#   make book-test  make book, then open the site in Chromium (tests/test_site.py)
 #
 # Options: make lab PYTHON=python3.13 PORT=8890    make test PYTEST_ARGS="-k environment"
 
@@ -20,7 +23,7 @@ PYTHON_EXE := $(or $(shell $(PYTHON) -c '' >/dev/null 2>&1 && echo '$(PYTHON)' |
 	{ v=$$(pyenv whence '$(PYTHON)' 2>/dev/null | tail -n 1); \
 	  [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/$(PYTHON)"; }),$(PYTHON))
 VPY := $(VENV)/bin/python
-LINT_PATHS := $(wildcard src tests sample_functions notebooks)
+LINT_PATHS := $(wildcard src tests sample_functions notebooks book)
 # JupyterLab refuses to run as root unless told to (containers, CI, some workshop VMs).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
@@ -42,12 +45,13 @@ quietly = if ! $(1) >$(VENV)/install.log 2>&1; then \
 		'$(subst ','\'',$(strip $(1)))' >&2; \
 	exit 1; fi
 
-.PHONY: help lab test test-all clean
+.PHONY: help lab test test-all book book-test clean
 
 help:
 	@echo "make lab    install into $(VENV) and open JupyterLab at $(NOTEBOOK)"
 	@echo "make test   install into $(VENV) with the test extras, run ruff, then pytest"
-	@echo "make test-all  make test on each of $(CI_PYTHONS) (what CI runs)"
+	@echo "make test-all  make test on each of $(CI_PYTHONS), then make book-test (what CI runs)"
+	@echo "make book   execute the notebooks (or reuse the tests' executed copies), build the site"
 	@echo "make clean  remove $(VENV) (start over, e.g. after changing PYTHON)"
 
 # A $(VENV) made by another Python would quietly stand in for the PYTHON asked for.
@@ -68,13 +72,28 @@ test: $(VENV)/.installed-test
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
-# Every version runs even when one fails, so CI shows both results.
+# Every version runs even when one fails, so CI shows both results. The site is built once,
+# with the last Python, from the notebooks its tests just executed (build/executed/).
 test-all:
 	@failed=""; for py in $(CI_PYTHONS); do \
 		echo "== make test PYTHON=$$py VENV=.venv-$${py#python}"; \
 		$(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$${py#python} || failed="$$failed $$py"; \
 	done; \
-	if [ -n "$$failed" ]; then echo "make test-all: make test failed with$$failed" >&2; exit 1; fi
+	echo "== make book-test PYTHON=$$py VENV=.venv-$${py#python}"; \
+	began=$$(date +%s); \
+	$(MAKE) --no-print-directory book-test PYTHON=$$py VENV=.venv-$${py#python} || failed="$$failed book-test"; \
+	echo "make test-all: book-test took $$(( $$(date +%s) - began )) s"; \
+	if [ -n "$$failed" ]; then echo "make test-all: failed:$$failed" >&2; exit 1; fi
+
+# Notebooks the tests executed (build/executed/, still matching the stored notebook) are
+# published as they are; any other notebook is executed here first.
+book: $(VENV)/.installed-book
+	$(same_python)
+	$(VPY) book/build.py
+
+# The built site in Chromium: landing page and a notebook page, with their figures.
+book-test: book $(VENV)/.installed-test
+	THROUGHPUT_LAB_SITE="$(CURDIR)/build/book/html" $(VPY) -m pytest tests/test_site.py
 
 clean:
 	rm -rf $(VENV)
@@ -98,6 +117,13 @@ $(VENV)/.installed-lab: pyproject.toml | $(VPY)
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
 	$(call quietly,$(VPY) -m pip install -e .) && \
 	$(call quietly,$(VENV)/bin/jupyter labextension disable $(NO_NEWS)) && \
+	touch $@
+
+$(VENV)/.installed-book: pyproject.toml | $(VPY)
+	$(same_python)
+	@echo "Installing the workbook with its book extra (Sphinx, MyST-NB) into $(VENV) (quiet)"; \
+	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
+	$(call quietly,$(VPY) -m pip install -e ".[book]") && \
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VPY)
