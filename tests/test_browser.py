@@ -1,5 +1,8 @@
 """A person in JupyterLab: open a notebook, Run All, move a slider, press Run, Stop, interrupt.
 
+Every notebook is opened once more on its own: it must not be marked changed when its kernel
+starts, and each one with a control panel has a slider moved and Run pressed.
+
 Drives Debian's Chromium with Playwright (no browser download). JupyterLab serves a
 temporary copy of the workbook, so autosave never writes into the repository. The panel's
 screenshot is the README's picture (docs/control-panel.png).
@@ -8,7 +11,9 @@ screenshot is the README's picture (docs/control-panel.png).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -52,6 +57,20 @@ if not CHROMIUM.exists():
 @pytest.fixture
 def jupyterlab(tmp_path: Path) -> Iterator[str]:
     """JupyterLab on a free loopback port, serving a copy of the workbook; yields its URL."""
+    with serve_lab(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One JupyterLab for the tests that open every notebook: its URL and its folder."""
+    root = tmp_path_factory.mktemp("lab")
+    with serve_lab(root) as url:
+        yield url, root
+
+
+@contextlib.contextmanager
+def serve_lab(tmp_path: Path) -> Iterator[str]:
     ignore = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
     for folder in ("notebooks", "sample_functions"):
         shutil.copytree(REPO / folder, tmp_path / folder, ignore=ignore)
@@ -109,8 +128,14 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def notebook_page(url: str, problems: list[str]) -> Iterator[Any]:
-    """Chromium at ``url`` after Run All has finished: yields (page, kernel status)."""
+def notebook_page(
+    url: str, problems: list[str], cells: tuple[int, ...] | None = None
+) -> Iterator[Any]:
+    """Chromium at ``url`` after Run All has finished: yields (page, kernel status).
+
+    With ``cells``: only those cells are run (faster), and the page is yielded once the
+    first control panel shows.
+    """
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
@@ -121,6 +146,13 @@ def notebook_page(url: str, problems: list[str]) -> Iterator[Any]:
             # The execution indicator says idle before the kernel is connected; this does not.
             status = page.locator(".jp-StatusBar-TextItem", has_text=IDLE)
             status.wait_for(timeout=120_000)
+            if cells is not None:
+                for index in cells:
+                    run_cell(page, index)
+                first_panel(page).wait_for(timeout=120_000)
+                status.wait_for(timeout=60_000)
+                yield page, status
+                return
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
             try:
@@ -186,6 +218,8 @@ def _wait_no_workers(folder: Path, timeout_s: float = 5.0) -> list[psutil.Proces
 
 
 def _runs_so_far(panel: Any) -> int:
+    if panel.locator(".widget-label", has_text="ready: press Run").count():
+        return 0  # a panel that has not run yet
     text = panel.locator(".widget-label", has_text="runs so far").first.text_content() or ""
     match = re.search(r"runs so far: (\d+)", text)
     assert match, f"no 'runs so far' in the panel's status: {text!r}"
@@ -200,8 +234,11 @@ def test_stop_and_kernel_interrupt_end_a_panel_run(
 ) -> None:
     """Stop and Kernel > Interrupt: "stopped" within a second, no run added, no worker left."""
     problems: list[str] = []
-    with notebook_page(jupyterlab.format(notebook=notebook), problems) as (page, _):
-        assert not _wait_no_workers(tmp_path), "Run All left worker processes"
+    # The panel's own cells only: Run All is driven once, by the test above.
+    cells = panel_cells(REPO / notebook)
+    assert cells, f"{notebook} has no panel"
+    with notebook_page(jupyterlab.format(notebook=notebook), problems, cells) as (page, _):
+        assert not _wait_no_workers(tmp_path), "the panel's cells left worker processes"
         panel = first_panel(page)
         panel.scroll_into_view_if_needed()
         runs = _runs_so_far(panel)
@@ -237,3 +274,105 @@ def test_stop_and_kernel_interrupt_end_a_panel_run(
             assert run_button.is_enabled(), f"{how}: Run stays disabled"
         assert page.get_by_text("Error displaying widget").count() == 0
     assert not problems, f"browser console errors: {problems}"
+
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+PANEL = re.compile(r"\b(\w*Panel)\(")
+# A panel's summary line, as ControlPanel and the queue panel print it: "... (ideal 12.3 ± ..."
+SUMMARY = re.compile(r"/s \(ideal [0-9.]+ ±")
+
+
+def panel_cells(path: Path) -> tuple[int, int] | None:
+    """(the cell that imports the panel's class, the first cell that builds a panel)."""
+    cells = json.loads(path.read_text())["cells"]
+    sources = ["".join(c["source"]) if c["cell_type"] == "code" else "" for c in cells]
+    built = next(((i, m.group(1)) for i, s in enumerate(sources) if (m := PANEL.search(s))), None)
+    if built is None:
+        return None
+    index, cls = built
+    imports = [i for i, s in enumerate(sources[:index]) if "import" in s and cls in s]
+    assert imports, f"{path.name}: no cell before cell {index} imports {cls}"
+    return imports[0], index
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Select cell ``index`` (0-based, Markdown cells counted) and run it in place."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Control+Enter")
+
+
+def error_outputs(page: Any) -> list[str]:
+    texts = page.locator(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    ).all_text_contents()
+    return [t[-500:] for t in texts if re.search(r"Traceback|Error|Exception", t)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
+def test_notebook_opens_unmodified_and_its_panel_runs(
+    shared_lab: tuple[str, Path], path: Path
+) -> None:
+    """Open: no change marker while the kernel starts. With a panel: move a slider, Run, and
+    the summary shows, with no error output."""
+    url, root = shared_lab
+    copy = root / "notebooks" / path.name
+    stored = copy.read_bytes()
+    problems: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            # reset: a workspace of its own, not the tabs the notebook before left open.
+            page.goto(url.format(notebook=f"notebooks/{path.name}") + "&reset")
+            page.locator(".jp-StatusBar-TextItem", has_text=IDLE).wait_for(timeout=120_000)
+            time.sleep(1.0)  # JupyterLab writes the kernel's metadata just after it connects
+            tab = page.locator("li.lm-TabBar-tab.jp-mod-current", has_text=path.name)
+            dirty = "jp-mod-dirty" in (tab.get_attribute("class") or "")
+            language = json.loads(stored)["metadata"].get("language_info", {})
+            if language.get("version") == platform.python_version():
+                assert not dirty, f"{path.name} is marked changed as soon as it opens"
+            elif dirty:
+                # Another Python than the one stored: its version must be the only change.
+                page.keyboard.press("Control+s")
+                deadline = time.monotonic() + 10
+                while copy.read_bytes() == stored and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                saved, before = json.loads(copy.read_text()), json.loads(stored)
+                assert saved["metadata"]["language_info"]["version"] == platform.python_version()
+                saved["metadata"]["language_info"]["version"] = language.get("version")
+                assert saved == before, f"{path.name}: opening changed more than the version"
+            else:
+                assert copy.read_bytes() == stored, f"{path.name} changed on disk when opened"
+
+            cells = panel_cells(path)
+            if cells is None:
+                return
+            for index in cells:
+                run_cell(page, index)
+            panel = first_panel(page)
+            panel.wait_for(timeout=120_000)
+            slider = panel.locator(".widget-hslider").first
+            slider.scroll_into_view_if_needed()
+            handle = slider.locator(".noUi-handle")
+            before = int(float(handle.get_attribute("aria-valuenow") or "0"))
+            low = int(float(handle.get_attribute("aria-valuemin") or "0"))
+            handle.focus()
+            # One step down when the slider is not at its bottom: a run no longer than its default.
+            page.keyboard.press("ArrowLeft" if before > low else "ArrowRight")
+            playwright.expect(slider.locator(".widget-readout")).not_to_have_text(str(before))
+            panel.locator(".widget-button", has_text="Run").click()
+            try:
+                panel.get_by_text(SUMMARY).first.wait_for(timeout=120_000)
+            except playwright.Error:
+                shown = panel.text_content()
+                raise AssertionError(f"{path.name}: no summary after Run; panel: {shown}") from None
+            assert "failed" not in (panel.text_content() or "")
+            assert not error_outputs(page), f"{path.name}: error output: {error_outputs(page)}"
+            assert page.get_by_text("Error displaying widget").count() == 0
+        finally:
+            with contextlib.suppress(Exception):
+                browser.close()
+    assert not problems, f"{path.name}: {problems}"
