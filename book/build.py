@@ -298,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         copy = fresh_copy(path)
         if copy is None:
             print(f"book: executing {path.name} (no fresh copy in {EXECUTED_DIR})", flush=True)
-            copy = execute(path)
+            try:
+                copy = execute(path)
+            except Exception as exc:  # nbclient's CellExecutionError carries the traceback
+                plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # no terminal colours
+                first = plain.splitlines()[-1:] or [type(exc).__name__]
+                print(f"book: {path.name} failed to run: {first[0]}", file=sys.stderr)
+                return 1
         executed[path] = copy
     ran = time.monotonic() - began
     html_dir = args.out / "html"
