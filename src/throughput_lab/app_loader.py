@@ -38,6 +38,7 @@ class FunctionInfo:
     route: str | None = None
     methods: tuple[str, ...] = ()
     auth_level: str | None = None
+    queue: str | None = None  # a queue trigger's queue name
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -48,6 +49,7 @@ class FunctionInfo:
             "route": self.route,
             "methods": list(self.methods),
             "auth_level": self.auth_level,
+            "queue": self.queue,
         }
 
     @classmethod
@@ -97,6 +99,7 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         route=route,
         methods=methods,
         auth_level=auth,
+        queue=getattr(trigger, "queue_name", None),
     )
 
 

@@ -63,7 +63,9 @@ class Worker:
             else:
                 call = loop.run_in_executor(self.pool, self._run_sync, fn, kwargs, record)
             result = await asyncio.wait_for(call, self.timeout_s)
-            return HttpResponseFields.from_return(result)
+            # A trigger other than HTTP says how its function's return value is encoded.
+            encode = getattr(request, "encode_return", HttpResponseFields.from_return)
+            return encode(result)
         except asyncio.TimeoutError:
             record.error = f"FunctionTimeout: {fn.name} ran longer than {self.timeout_s:g} s"
         except Exception as exc:  # the function failed: a 500 for this request only
