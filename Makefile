@@ -30,23 +30,39 @@ quietly = if ! $(1) >$(VENV)/install.log 2>&1; then \
 		'$(subst ','\'',$(strip $(1)))' >&2; \
 	exit 1; fi
 
-.PHONY: help lab test clean
+# Azurite, the storage emulator queue triggers run against (notebook 11, its tests): the npm
+# package pinned in .azurite/package.json and its lock file, installed with npm ci.
+AZURITE := .azurite/node_modules/.installed
+NO_NODE := "make: npm (Node.js 18 or newer) is needed for Azurite, the queue emulator of \
+notebook 11: https://nodejs.org, or conda install -c conda-forge nodejs"
+
+.PHONY: help lab test clean azurite-if-node
 
 help:
 	@echo "make lab    install into $(VENV) and open JupyterLab at $(NOTEBOOK)"
 	@echo "make test   install into $(VENV) with the test extras, run ruff, then pytest"
-	@echo "make clean  remove $(VENV) (start over, e.g. after changing PYTHON)"
+	@echo "make clean  remove $(VENV) and .azurite/node_modules (start over, e.g. after changing PYTHON)"
 
-lab: $(VENV)/.installed-lab
+lab: $(VENV)/.installed-lab azurite-if-node
 	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(AZURITE)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .azurite/node_modules
+
+$(AZURITE): .azurite/package.json .azurite/package-lock.json | $(VPY)
+	@command -v npm >/dev/null || { echo $(NO_NODE) >&2; exit 1; }
+	@echo "Installing Azurite into .azurite with npm (quiet)"; \
+	$(call quietly,npm ci --prefix .azurite --no-audit --no-fund) && touch $@
+
+# make lab works without Node.js: only notebook 11 needs it, and says so.
+azurite-if-node:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(AZURITE); \
+	else echo $(NO_NODE) >&2; fi
 
 $(VPY):
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 10) <= v <= (3, 12); \

@@ -33,6 +33,8 @@ FUNCTIONS = {
     "slow_upstream": True,
     "mixed": False,
 }
+# Queue-triggered (notebook 11): name -> (is async, queue name)
+QUEUE_FUNCTIONS = {"queue_sync_io": (False, "work-sync"), "queue_async_io": (True, "work-async")}
 CHUNK = bytes(range(256)) * 4096  # the 1 MiB cpu_native hashes, once per MiB asked for
 
 
@@ -101,8 +103,9 @@ def test_app_indexes_with_azure_functions_get_functions():
     spec = importlib.util.spec_from_file_location("sample_app_under_test", APP / "function_app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    functions = {f.get_function_name(): f for f in module.app.get_functions()}
-    assert set(functions) == set(FUNCTIONS)
+    every = {f.get_function_name(): f for f in module.app.get_functions()}
+    assert set(every) == set(FUNCTIONS) | set(QUEUE_FUNCTIONS)
+    functions = {n: f for n, f in every.items() if n in FUNCTIONS}
     for name, fn in functions.items():
         assert fn.is_http_function(), name
         trigger = fn.get_trigger()
@@ -116,8 +119,22 @@ def test_app_indexes_with_azure_functions_get_functions():
 
 def test_engine_indexes_the_same_functions():
     functions = load_app(APP)
-    assert {n: f.is_async for n, f in functions.items()} == FUNCTIONS
-    assert {f.auth_level for f in functions.values()} == {"FUNCTION"}
+    http = {n: f for n, f in functions.items() if f.is_http}
+    assert {n: f.is_async for n, f in http.items()} == FUNCTIONS
+    assert {f.auth_level for f in http.values()} == {"FUNCTION"}
+    queued = {n: (f.is_async, f.queue) for n, f in functions.items() if not f.is_http}
+    assert queued == QUEUE_FUNCTIONS
+
+
+def test_queue_functions_bind_to_azure_web_jobs_storage():
+    spec = importlib.util.spec_from_file_location("sample_app_queue", APP / "function_app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for fn in module.app.get_functions():
+        if fn.get_function_name() in QUEUE_FUNCTIONS:
+            binding = json.loads(fn.get_function_json())["bindings"][0]
+            assert binding["type"] == "queueTrigger"
+            assert binding["connection"] == "AzureWebJobsStorage"
 
 
 def test_host_json_and_requirements():

@@ -10,6 +10,7 @@ come before it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import threading
@@ -28,11 +29,12 @@ from .cpu_share import CpuMeter, own_cpu_s
 from .host import Host
 from .invocation import InvocationRecord, clock
 from .lab import ALONE_MIN, DEFAULT_TIMEOUT_S, _lab_cpu_s, find_app, function_timeout_s
-from .metrics import Demand, Ideal, Summary, percentile, summarize
+from .metrics import EXPLAIN_BELOW, Demand, Ideal, Summary, percentile, summarize
 from .queue_listener import (
     MessageRecord,
     QueueListener,
     QueuesOptions,
+    mean_in_flight,
     queue_clients,
     wait_drained,
 )
@@ -80,6 +82,7 @@ class DrainResult:
             "new_batch_threshold": self.options.threshold,
             "max_in_flight": self.options.max_in_flight,
             "in_flight_peak": max((n for _, n in self.in_flight_curve), default=0),
+            "in_flight_mean": mean_in_flight(self.in_flight_curve),
             "message_latency_ms": {
                 q: percentile(latencies, n)
                 for q, n in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
@@ -225,7 +228,7 @@ class QueueLab:
         try:
             drained = wait_drained(listener, messages, timeout_s, self._cancel.is_set)
         finally:
-            listener.stop()
+            listener.stop(timeout_s=2.0)
         last = max((m.done for m in listener.messages.values()), default=began)
         elapsed = max(last - began, 1e-9)
         after = host.stats()
@@ -266,6 +269,18 @@ class QueueLab:
             cpu=cpu,
             lab_process_busy=(own_cpu_s() - own_before) / elapsed,
         )
+        busy = mean_in_flight(listener.in_flight_curve)
+        if (
+            summary.efficiency < EXPLAIN_BELOW
+            and not summary.errors
+            and busy < 0.8 * (options.max_in_flight)
+        ):
+            summary.limited_by = (
+                f"the listener's batches: {busy:.1f} messages in progress on average of the "
+                f"{options.max_in_flight} allowed (a new batch of {options.batch_size} comes "
+                f"only when those in progress fall to {options.threshold}, and handlers that "
+                "take the same time finish together)"
+            )
         records = sorted(listener.messages.values(), key=lambda m: m.enqueued)
         props = queue.get_queue_properties()
         poison_props = poison.get_queue_properties()
@@ -305,5 +320,40 @@ def _enqueue(queue: Any, messages: int, bad_messages: int) -> dict[str, float]:
         sent = queue.send_message(body)
         return sent.id, clock()
 
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="enqueue") as pool:
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="enqueue")
+    try:
         return dict(pool.map(send, range(messages)))
+    finally:  # on Ctrl-C, send no more
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def add_queue_options(bench: argparse.ArgumentParser) -> None:
+    """``bench --messages N`` drains a queue for a queue-triggered function."""
+    bench.add_argument(
+        "--messages", type=int, help="queue-triggered function: messages to enqueue and drain"
+    )
+    bench.add_argument("--batch-size", type=int, help="batchSize (default: host.json, else 16)")
+    bench.add_argument(
+        "--new-batch-threshold",
+        type=int,
+        help="newBatchThreshold (default: host.json, else batchSize / 2 x cores)",
+    )
+    bench.add_argument(
+        "--bad-messages", type=int, default=0, help="of the messages, how many fail (poison)"
+    )
+
+
+def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
+    """The CLI's queue bench: one drain in a fresh QueueLab."""
+    if args.messages < 1:
+        raise ValueError(f"--messages must be >= 1, got {args.messages}")
+    with QueueLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        return lab.drain(
+            args.function,
+            args.messages,
+            processes=processes,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            new_batch_threshold=args.new_batch_threshold,
+            bad_messages=args.bad_messages,
+        )

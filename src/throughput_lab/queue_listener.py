@@ -34,6 +34,7 @@ service. The lab runs functions far shorter than 10 minutes and does not renew v
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -228,7 +229,10 @@ class QueueListener:
         self._in_flight = 0
         self._changed = threading.Condition()
         self._stop = threading.Event()
-        self._completion = ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-complete")
+        # As many as can be in progress: the real listener awaits every delete at once.
+        self._completion = ThreadPoolExecutor(
+            max_workers=options.max_in_flight, thread_name_prefix="queue-complete"
+        )
         self._thread: threading.Thread | None = None
         self._poison_created = False
 
@@ -363,6 +367,15 @@ class QueueListener:
             self._poison_created = True
         self.poison.send_message(message.content)
         self.queue.delete_message(message.id, message.pop_receipt)
+
+
+def mean_in_flight(curve: list[tuple[float, int]]) -> float:
+    """Messages in progress, averaged over time (the curve's steps, weighted by duration)."""
+    span = curve[-1][0] - curve[0][0] if len(curve) > 1 else 0.0
+    if span <= 0:
+        return 0.0
+    area = sum((t1 - t0) * n for (t0, n), (t1, _) in itertools.pairwise(curve))
+    return area / span
 
 
 def wait_drained(
