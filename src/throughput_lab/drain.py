@@ -41,6 +41,11 @@ from .queue_listener import (
 from .queue_message import QueueMessageFields
 from .upstream import Upstream
 
+
+class DrainStopped(RuntimeError):
+    """The drain was stopped before its messages were done (the panel's Stop)."""
+
+
 # A body the sample queue functions cannot parse: their invocation raises.
 BAD_MESSAGE = b"this is not JSON"
 
@@ -82,7 +87,7 @@ class DrainResult:
             "new_batch_threshold": self.options.threshold,
             "max_in_flight": self.options.max_in_flight,
             "in_flight_peak": max((n for _, n in self.in_flight_curve), default=0),
-            "in_flight_mean": mean_in_flight(self.in_flight_curve),
+            "in_flight_mean": self.mean_in_flight,
             "message_latency_ms": {
                 q: percentile(latencies, n)
                 for q, n in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
@@ -91,14 +96,22 @@ class DrainResult:
         }
 
     def line(self) -> str:
+        """The run's line (as for HTTP, per message), then the queue's own figures."""
         s = self.summary
+        held = f"; held back by {s.limited_by}" if s.limited_by else ""
         return (
-            f"{s.function}: {s.throughput_rps:.1f} messages/s (ideal {s.ideal_rps:.1f}, "
-            f"{s.efficiency:.0%}; limit: {s.bottleneck}), {len(self.messages)} messages, "
-            f"{self.poison} poison, {self.retries} retries - batchSize "
-            f"{self.options.batch_size}, newBatchThreshold {self.options.threshold}, "
-            f"{s.settings_text()}at most {self.options.max_in_flight} at once"
+            f"{s.function}: {s.throughput_rps:.1f} ± {s.throughput_error_rps:.1f} messages/s "
+            f"(ideal {s.ideal_rps:.1f} ± {s.ideal_error_rps:.1f}, {s.efficiency:.0%}; "
+            f"limit: {s.bottleneck}{held}) - {len(self.messages)} messages, {self.poison} "
+            f"poison, {self.retries} retries; batchSize {self.options.batch_size}, "
+            f"newBatchThreshold {self.options.threshold} (at most "
+            f"{self.options.max_in_flight} at once, {self.mean_in_flight:.1f} on average), "
+            f"{s.settings_text().rstrip(', ')}"
         )
+
+    @property
+    def mean_in_flight(self) -> float:
+        return mean_in_flight(self.in_flight_curve)
 
 
 class QueueLab:
@@ -234,7 +247,7 @@ class QueueLab:
         after = host.stats()
         cpu = meter.stop(_lab_cpu_s(after))
         if self._cancel.is_set() and not self._closed:
-            raise KeyboardInterrupt("the drain was stopped")
+            raise DrainStopped("the drain was stopped")
         if not drained:
             done = sum(1 for m in listener.messages.values() if m.done)
             raise TimeoutError(f"{done} of {messages} messages done after {timeout_s:g} s")
