@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 # The well-known development account every Storage SDK and Azurite share (public, not a
 # secret: Learn "Use the Azurite emulator", connection strings).
 ACCOUNT = "devstoreaccount1"
@@ -188,6 +190,16 @@ class Azurite:
         if self._data is not None:
             self._data.cleanup()
             self._data = None
+
+    def cpu_s(self) -> float:
+        """CPU seconds Azurite has used so far (0 when not running): the lab's cost."""
+        if self.process is None:
+            return 0.0
+        try:
+            times = psutil.Process(self.process.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
 
     @property
     def running(self) -> bool:
