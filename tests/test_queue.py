@@ -271,3 +271,20 @@ def test_ctrl_c_stops_a_drain_and_leaves_no_process(to_group, azurite_before):
     assert "Traceback" not in err
     assert not wait_no_workers(before)
     assert not wait_no_azurite(azurite_before)
+
+
+def test_exercise_11_fails_at_the_start_and_passes_with_its_solution(lab, capsys):
+    sys.path.insert(0, str(SAMPLE_APP.parent / "notebooks"))
+    try:
+        from exercise_11_queue import ex11
+    finally:
+        sys.path.pop(0)
+    lab.upstream.delay_ms = 200
+    try:
+        exercise = ex11(lab)
+        exercise.check(dict(batch_size=16, new_batch_threshold=8))
+        assert exercise.passed is False
+        exercise.check(exercise.solution_answer())
+        assert exercise.passed, capsys.readouterr().out
+    finally:
+        lab.upstream.delay_ms = 20
