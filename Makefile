@@ -2,26 +2,38 @@
 #   make lab    create .venv, install the workbook, open JupyterLab at the first notebook
 #   make test   create .venv, install the workbook with its test extras, lint, run every test
 #
-# Options: make lab PYTHON=python3.12 PORT=8890    make test PYTEST_ARGS="-k environment"
+#   make test-all   what CI runs: make test on each of CI_PYTHONS, each in its own .venv-X.Y
+#
+# Options: make lab PYTHON=python3.13 PORT=8890    make test PYTEST_ARGS="-k environment"
 
 PYTHON ?= python3
 PORT ?= 8888
 NOTEBOOK ?= notebooks/00_start_here.ipynb
 PYTEST_ARGS ?=
+VENV ?= .venv
+# The versions CI tests: the last azure-functions 1.x Python it defaults to, and the 3.13+ worker.
+CI_PYTHONS ?= python3.11 python3.13
 
-VENV := .venv
+# pyenv keeps several Pythons side by side, but its `python3.13` shim refuses to run unless
+# 3.13 is selected (pyenv global/local): then use that installed interpreter directly.
+PYTHON_EXE := $(or $(shell $(PYTHON) -c '' >/dev/null 2>&1 && echo '$(PYTHON)' || \
+	{ v=$$(pyenv whence '$(PYTHON)' 2>/dev/null | tail -n 1); \
+	  [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/$(PYTHON)"; }),$(PYTHON))
 VPY := $(VENV)/bin/python
 LINT_PATHS := $(wildcard src tests sample_functions notebooks)
 # JupyterLab refuses to run as root unless told to (containers, CI, some workshop VMs).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-# The test install: the workbook with its test and browser extras.
-TEST_SPEC := ".[test,browser]"
+# The test install: the workbook with its test, browser and load (Locust) extras.
+TEST_SPEC := ".[test,browser,load]"
 NO_NEWS := "@jupyterlab/apputils-extension:announcements"
 # Test only: Microsoft's worker dispatch code, the oracle the engine is checked against
-# (tests/oracle). It declares Python >= 3.13, but its dispatch path runs on 3.10-3.12.
-ORACLE_SPEC := --no-deps --ignore-requires-python azure-functions-runtime==1.3.0 \
-	azurefunctions-extensions-base==1.2.0
+# (tests/oracle). It declares Python >= 3.13 and installs normally there; its dispatch path
+# also runs on 3.10-3.12, where it goes in without pip's dependency and version checks.
+ORACLE := azure-functions-runtime==1.3.0 azurefunctions-extensions-base==1.2.0
+# Expanded when the install runs, once $(VPY) exists.
+ORACLE_SPEC = $(if $(filter 1,$(shell $(VPY) -c 'import sys; print(int(sys.version_info >= (3, 13)))' 2>/dev/null)),\
+	$(ORACLE),--no-deps --ignore-requires-python $(ORACLE))
 
 # Run a command with its output kept in $(VENV)/install.log; print all of it if it fails.
 quietly = if ! $(1) >$(VENV)/install.log 2>&1; then \
@@ -36,20 +48,39 @@ AZURITE := .azurite/node_modules/.installed
 NO_NODE := "make: npm (Node.js 18 or newer) is needed for Azurite, the queue emulator of \
 notebook 11: https://nodejs.org, or conda install -c conda-forge nodejs"
 
-.PHONY: help lab test clean azurite-if-node
+.PHONY: help lab test test-all clean azurite-if-node
 
 help:
 	@echo "make lab    install into $(VENV) and open JupyterLab at $(NOTEBOOK)"
 	@echo "make test   install into $(VENV) with the test extras, run ruff, then pytest"
+	@echo "make test-all  make test on each of $(CI_PYTHONS) (what CI runs)"
 	@echo "make clean  remove $(VENV) and .azurite/node_modules (start over, e.g. after changing PYTHON)"
 
+# A $(VENV) made by another Python would quietly stand in for the PYTHON asked for.
+same_python = @if [ "$(origin PYTHON)" = "command line" ]; then \
+	want=$$('$(PYTHON_EXE)' -c 'import platform; print(platform.python_version())'); \
+	have=$$($(VPY) -c 'import platform; print(platform.python_version())'); \
+	[ "$$want" = "$$have" ] || { echo "make: $(VENV) runs Python $$have, not $(PYTHON) ($$want)." \
+		"Start over with make clean, or keep both: VENV=.venv-$${want%.*}" >&2; exit 1; }; fi
+
 lab: $(VENV)/.installed-lab azurite-if-node
+	$(same_python)
 	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 test: $(VENV)/.installed-test $(AZURITE)
+	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
+# Every version runs even when one fails, so CI shows both results.
+test-all:
+	@failed=""; for py in $(CI_PYTHONS); do \
+		echo "== make test PYTHON=$$py VENV=.venv-$${py#python}"; \
+		$(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$${py#python} || failed="$$failed $$py"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test-all: make test failed with$$failed" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .azurite/node_modules
@@ -64,16 +95,20 @@ azurite-if-node:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(AZURITE); \
 	else echo $(NO_NODE) >&2; fi
 
+# Azure Functions runs Python 3.10-3.14 (Learn's supported-languages table).
 $(VPY):
-	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 10) <= v <= (3, 12); \
-		ok or print("make: Python 3.10-3.12 is needed (the versions azure-functions 1.x supports);", \
-		"$(PYTHON) is %d.%d. Try: make $(MAKECMDGOALS) PYTHON=python3.11" % v, file=sys.stderr); \
+	@command -v '$(PYTHON_EXE)' >/dev/null || { echo "make: $(PYTHON) not found." \
+		"Install Python 3.10-3.14 and pass it: make $(MAKECMDGOALS) PYTHON=python3.13" >&2; exit 1; }
+	@'$(PYTHON_EXE)' -c 'import sys; v = sys.version_info[:2]; ok = (3, 10) <= v <= (3, 14); \
+		ok or print("make: Python 3.10-3.14 is needed (the versions Azure Functions runs);", \
+		"$(PYTHON) is %d.%d. Try: make $(MAKECMDGOALS) PYTHON=python3.13" % v, file=sys.stderr); \
 		sys.exit(not ok)'
-	$(PYTHON) -m venv $(VENV)
+	'$(PYTHON_EXE)' -m venv $(VENV)
 
 # Upgrade pip, then one pip call for everything (pip is slow to start and to resolve).
 # A stamp per install; editing pyproject.toml reinstalls.
 $(VENV)/.installed-lab: pyproject.toml | $(VPY)
+	$(same_python)
 	@if [ $(VENV)/.installed-test -nt pyproject.toml ]; then touch $@; exit 0; fi; \
 	echo "Installing the workbook into $(VENV) (quiet: pip's output is shown only on failure)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
@@ -82,7 +117,8 @@ $(VENV)/.installed-lab: pyproject.toml | $(VPY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VPY)
-	@echo "Installing the workbook with its test and browser extras into $(VENV) (quiet)"; \
+	$(same_python)
+	@echo "Installing the workbook with its test, browser and load extras into $(VENV) (quiet)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
 	$(call quietly,$(VPY) -m pip install -e $(TEST_SPEC)) && \
 	$(call quietly,$(VPY) -m pip install $(ORACLE_SPEC)) && \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +16,12 @@ APPS = TESTS / "apps"
 ENGINE_APP = APPS / "engine_app"
 REPO = TESTS.parent
 SAMPLE_APP = REPO / "sample_functions"
+
+# A shell that runs the tests as a background job starts them with SIGINT ignored, and every
+# process they start would inherit that; the tests press Ctrl-C as a terminal would, so the
+# CLIs they start must hear it. (A handler is not inherited across exec: the default is.)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Every process this test session starts inherits the mark, so a worker of ours can be told
 # from one of another test run on the same machine, even after its parent is gone.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -28,7 +29,11 @@ CONTRACT_KEYS = {
     "startup_s",
     "latency_ms",
     "ideal_rps",
+    "python",
+    "event_loop",
 }
+# The 3.13+ worker (proxy_worker) runs on uvloop where uvloop installs; older ones on asyncio.
+WORKER_LOOP = "uvloop" if sys.version_info >= (3, 13) and sys.platform != "win32" else "asyncio"
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
@@ -76,6 +81,7 @@ def test_bench_json_contract():
     assert (result["function"], result["processes"], result["threads"]) == ("sync_sleep", 2, 3)
     assert (result["concurrency"], result["requests"], result["ok"]) == (6, 12, 12)
     assert result["errors"] == 0 and result["startup_s"] > 0 and result["ideal_rps"] > 0
+    assert (result["python"], result["event_loop"]) == (platform.python_version(), WORKER_LOOP)
 
 
 def test_settings_default_to_the_app_settings_in_the_environment():
@@ -185,11 +191,11 @@ def test_sweep_grid_json():
     assert [(r["processes"], r["threads"]) for r in runs] == [(1, 1), (1, 2), (2, 1), (2, 2)]
 
 
-def cli_process(*args: str) -> subprocess.Popen[str]:
+def cli_process(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
     """The CLI in a session of its own, as a terminal would run it (Ctrl-C: killpg)."""
     return subprocess.Popen(
         [sys.executable, "-m", "throughput_lab", *args],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -197,8 +203,18 @@ def cli_process(*args: str) -> subprocess.Popen[str]:
 
 
 def start_serve(port: int, *extra: str) -> subprocess.Popen[str]:
+    # serve prints a line per request on stdout: nobody reads it here, and a full pipe
+    # would block serve.
     proc = cli_process(
-        "serve", "--app", str(ENGINE_APP), "--port", str(port), "--processes", "2", *extra
+        "serve",
+        "--app",
+        str(ENGINE_APP),
+        "--port",
+        str(port),
+        "--processes",
+        "2",
+        *extra,
+        stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -228,7 +244,8 @@ def test_serve_routes_like_func_start_and_bench_url_measures_it():
         base = f"http://127.0.0.1:{port}/api"
         assert http("GET", f"{base}/noop") == (200, b"ok")
         assert http("POST", f"{base}/echo?name=x", b"hello")[1] == b"hello"
-        assert http("GET", f"{base}/echo")[0] == 405
+        # The host answers a wrong method 404, not 405: no route matches (see routing.py).
+        assert http("GET", f"{base}/echo")[0] == 404
         assert http("GET", f"{base}/nothing_here")[0] == 404
         assert http("GET", f"{base}/boom")[0] == 500
         done = cli(
@@ -283,3 +300,21 @@ def test_ctrl_c_stops_a_run_and_leaves_no_process(to_group):
     assert proc.returncode == 130
     assert "Traceback" not in err and "interrupted" in err
     assert not wait_no_workers(before)
+
+
+def test_a_stop_that_hangs_is_ended_at_the_stop_limit_with_its_stacks():
+    """Whatever a stop waits on, the CLI ends STOP_LIMIT_S after the signal and says where."""
+    hangs = (
+        "import threading, signal, os; from throughput_lab import cli;"
+        "cli.STOP_LIMIT_S = 1.0;"
+        "signal.signal(signal.SIGTERM, cli._terminate);"
+        "os.kill(os.getpid(), signal.SIGTERM)"
+    )
+    stuck = f"try:\n    exec({hangs!r})\nexcept KeyboardInterrupt:\n    threading.Event().wait(60)"
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", stuck], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - began
+    assert proc.returncode == 143, proc.stderr
+    assert "still stopping after 1 s; ending now" in proc.stderr
+    assert "most recent call first" in proc.stderr  # every thread's stack, for the cause
+    assert took < 10

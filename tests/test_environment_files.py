@@ -44,8 +44,16 @@ CONDA_FORGE_NAMES = {
 PIP_ONLY = {"azure-functions"}
 # Conda packages that are not Python packages, so pyproject.toml cannot list them.
 NOT_PYTHON = {"nodejs"}  # runs Azurite, the queue emulator (Makefile installs it with npm)
-PYTHON_PIN = "3.11"
+# conda and Binder run the 3.13+ worker model: azure-functions 2.x, uvloop.
+PYTHON_PIN = "3.13"
 PROJECT_INSTALL_LINES = {".", "-e ."}
+# What pyproject.toml's environment markers are evaluated against for those environments.
+CONDA_MARKER_ENV = {
+    "python_version": PYTHON_PIN,
+    "python_full_version": f"{PYTHON_PIN}.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+}
 
 
 def _pyproject() -> dict:
@@ -54,8 +62,37 @@ def _pyproject() -> dict:
 
 
 def _runtime_requirements() -> dict[str, SpecifierSet]:
+    """pyproject.toml's runtime dependencies on the Python the environment files pin."""
     reqs = [Requirement(line) for line in _pyproject()["project"]["dependencies"]]
-    return {canonicalize_name(r.name): r.specifier for r in reqs}
+    return {
+        canonicalize_name(r.name): r.specifier
+        for r in reqs
+        if r.marker is None or r.marker.evaluate(CONDA_MARKER_ENV)
+    }
+
+
+def test_sample_app_requirements_match_pyproject() -> None:
+    """What Azure installs for the app (requirements.txt) is what the engine runs it with."""
+    lines = (ROOT / "sample_functions" / "requirements.txt").read_text().splitlines()
+    app = {str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")}
+    engine = {str(Requirement(line)) for line in _pyproject()["project"]["dependencies"]}
+    assert app, "sample_functions/requirements.txt lists nothing"
+    assert app <= engine, f"not as in pyproject.toml (markers included): {sorted(app - engine)}"
+
+
+def test_azure_functions_follows_the_python_version() -> None:
+    """azure-functions 1.x below Python 3.13, 2.x from 3.13 (its 2.0.0 release notes)."""
+    reqs = [Requirement(line) for line in _pyproject()["project"]["dependencies"]]
+    for python, major in (("3.10", "1"), ("3.12", "1"), ("3.13", "2"), ("3.14", "2")):
+        env = {**CONDA_MARKER_ENV, "python_version": python, "python_full_version": python + ".0"}
+        chosen = [
+            r
+            for r in reqs
+            if r.name == "azure-functions" and (r.marker is None or r.marker.evaluate(env))
+        ]
+        assert len(chosen) == 1, f"Python {python}: one azure-functions requirement, not {chosen}"
+        assert Version(f"{major}.99") in chosen[0].specifier, (python, str(chosen[0]))
+        assert Version(f"{int(major) + 1}.0") not in chosen[0].specifier, (python, str(chosen[0]))
 
 
 def _load_env(path: Path) -> dict:
@@ -206,16 +243,38 @@ def test_readme_has_exactly_two_commands() -> None:
         assert shlex.split(command)[1] in targets, f"Makefile has no target for {command!r}"
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def _readme_ci_command() -> str:
+    """The command README says CI runs: "CI (`.ci/run`) ... runs exactly `COMMAND`"."""
+    found = re.search(r"CI \(`\.ci/run`\)[^`]*?runs exactly `([^`]+)`", README.read_text())
+    assert found, "README.md must say what CI runs: 'CI (`.ci/run`) ... runs exactly `...`'"
+    return found.group(1)
+
+
+def test_ci_runs_the_readme_ci_command() -> None:
     commands = _commands(CI_RUN)
     assert commands[0] == "set -euo pipefail", ".ci/run must start with set -euo pipefail"
-    test_command = _readme_start_commands()[1]
-    assert commands[-1] == test_command, (
-        f".ci/run must end with README's test command {test_command!r}, not {commands[-1]!r}"
+    ci_command = _readme_ci_command()
+    assert commands[-1] == ci_command, (
+        f".ci/run must end with README's CI command {ci_command!r}, not {commands[-1]!r}"
     )
     # CI proves the README: besides installing Chromium, it runs nothing that tests.
     others = [c for c in commands[:-1] if re.search(r"\b(pytest|ruff|make)\b", c)]
-    assert not others, f".ci/run runs more than the README's test command: {others}"
+    assert not others, f".ci/run runs more than the README's CI command: {others}"
+
+
+def test_ci_command_is_the_readme_test_command_on_each_ci_python() -> None:
+    """`make test-all` is README's `make test`, once per Python in CI_PYTHONS."""
+    makefile = MAKEFILE.read_text()
+    target = shlex.split(_readme_ci_command())[1]
+    recipe = re.search(rf"^{re.escape(target)}:.*?\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, f"Makefile has no recipe for {target!r}"
+    test_command = _readme_start_commands()[1]
+    assert f"$(MAKE) --no-print-directory {shlex.split(test_command)[1]} " in recipe.group(1)
+    assert "for py in $(CI_PYTHONS)" in recipe.group(1)
+    pythons = re.search(r"^CI_PYTHONS \?= (.+)$", makefile, re.M)
+    assert pythons and pythons.group(1).split() == ["python3.11", "python3.13"], (
+        "CI tests the default Python (3.11, azure-functions 1.x) and 3.13 (the 3.13+ worker)"
+    )
 
 
 def _binder_badge_urls() -> list[str]:
@@ -235,6 +294,20 @@ def test_readme_binder_badge_opens_a_notebook_in_lab() -> None:
             f"the badge must open JupyterLab at a notebook (urlpath=lab/tree/notebooks/...): {url}"
         )
         assert urlpath.endswith(".ipynb"), url
+
+
+def test_readme_binder_badge_is_built_from_the_repository_setting() -> None:
+    """One setting, pyproject.toml's [project.urls] Repository, names the GitHub repository;
+    the badge launches that repository, so publishing means changing it in one place."""
+    repository = _pyproject()["project"]["urls"]["Repository"]
+    found = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", repository)
+    assert found, f"[project.urls] Repository must be https://github.com/OWNER/NAME: {repository}"
+    urls = _binder_badge_urls()
+    assert urls, "README.md needs the Binder badge"
+    for url in urls:
+        assert urlsplit(url).path.startswith(f"/v2/gh/{found[1]}/{found[2]}/"), (
+            f"the Binder badge must launch {repository} ([project.urls] Repository): {url}"
+        )
 
 
 def test_readme_binder_badge_target_exists() -> None:

@@ -17,7 +17,7 @@ import time
 
 import psutil
 import pytest
-from conftest import MARK, SAMPLE_APP, wait_no_workers, worker_processes
+from conftest import APPS, MARK, SAMPLE_APP, wait_no_workers, worker_processes
 
 from throughput_lab.azurite import Azurite
 from throughput_lab.drain import QueueLab
@@ -220,6 +220,36 @@ def test_bench_messages_json(azurite_before):
     assert result["messages"] == 30 and result["poison"] == 1
     assert result["ok"] == 29 and result["left_in_queue"] == 0
     assert result["bounds"]["queue batch"] > 0
+    assert not wait_no_azurite(azurite_before)
+
+
+def test_a_v1_model_queue_function_drains_with_its_host_json(azurite_before):
+    """function.json's queueTrigger names the queue; host.json's batch applies to it too."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "throughput_lab",
+            "bench",
+            "--app",
+            str(APPS / "v1_queue"),
+            "--function",
+            "WorkItem",
+            "--messages",
+            "12",
+            "--bad-messages",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["batch_size"], result["new_batch_threshold"]) == (4, 2)
+    assert result["ok"] == 11 and result["poison"] == 1 and result["left_in_queue"] == 0
+    assert result["in_flight_peak"] <= 4 + 2
     assert not wait_no_azurite(azurite_before)
 
 

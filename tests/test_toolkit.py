@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 import pytest
@@ -500,3 +501,26 @@ def test_interrupting_the_awaiting_cell_cancels_the_run():
     asyncio.run(interrupted())
     assert lab.handles[0].cancelled
     assert not panel.running and not panel.run_button.disabled
+
+
+def test_panel_sends_its_request_options_with_each_run():
+    lab = PanelLab()
+    request = {"path": "/api/users/7", "method": "GET", "headers": {"X-Agent": "panel"}}
+    panel = ControlPanel(lab, controls=("threads",), request=request, refresh_s=0.01)
+    asyncio.run(panel.run(threads=8))
+    assert {k: lab.started[0][k] for k in request} == request
+    with pytest.raises(ValueError, match="request path"):
+        ControlPanel(PanelLab(), controls=("threads",))
+
+
+def test_cancelling_a_run_whose_loop_has_closed_is_harmless():
+    """Stop pressed as the run ends: the run's loop is closed, and nothing may raise."""
+    from throughput_lab.lab import RunHandle
+
+    handle = RunHandle(4)
+    loop = asyncio.new_event_loop()
+    handle._loop, handle._task = loop, SimpleNamespace(cancel=lambda: None)  # type: ignore
+    loop.close()
+    handle.cancel()  # the future is not done yet: its loop still refuses the call quietly
+    handle.future.set_exception(RuntimeError("the run was stopped"))
+    handle.cancel()

@@ -1,24 +1,35 @@
-"""Find and index a Python v2-model function app, as the worker does when it starts.
+"""Find and index a function app, as the worker does when it starts.
 
-The worker imports ``function_app.py`` from the app's folder (the script root, on
-``sys.path``), finds the one ``azure.functions.FunctionApp`` in it and asks it for its
-functions with ``get_functions()``. Blueprints registered on the app are included there.
+Python v2 model: the worker imports ``function_app.py`` from the app's folder (the script
+root, on ``sys.path``), finds the one top-level ``azure.functions.FunctionRegister`` in it
+(``FunctionApp``, ``AsgiFunctionApp``, ``WsgiFunctionApp``, Durable's ``DFApp``) and asks
+it for its functions with ``get_functions()``; blueprints registered on it are included
+(azure-functions-python-worker ``loader.index_function_app``).
+
+Python v1 model: one folder per function with a ``function.json`` (bindings, and the
+``scriptFile``/``entryPoint`` to call, default ``__init__.py``/``main``); the worker imports
+it as the package ``__app__.<folder>`` (``loader.load_function``).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
+import json
 import sys
 import traceback
+import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 
 SCRIPT_FILE = "function_app.py"
+FUNCTION_JSON = "function.json"
+V1_PACKAGE = "__app__"  # the worker's package name for a v1 app's folder
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -38,6 +49,12 @@ class FunctionInfo:
     route: str | None = None
     methods: tuple[str, ...] = ()
     auth_level: str | None = None
+    trigger_type: str = "httpTrigger"
+    context_param: str | None = None  # ``context``, when the function declares it
+    outputs: tuple[tuple[str, str], ...] = ()  # output bindings: (argument name, binding type)
+    http_output: str = "$return"  # where the HTTP response comes from: return value or an Out
+    unsupported: str | None = None  # why the engine cannot call it, e.g. an input binding
+    directory: str = ""  # the function's folder, for ``context.function_directory``
     queue: str | None = None  # a queue trigger's queue name
 
     def describe(self) -> dict[str, Any]:
@@ -49,13 +66,20 @@ class FunctionInfo:
             "route": self.route,
             "methods": list(self.methods),
             "auth_level": self.auth_level,
+            "trigger_type": self.trigger_type,
+            "outputs": [list(o) for o in self.outputs],
+            "unsupported": self.unsupported,
             "queue": self.queue,
         }
 
     @classmethod
     def from_description(cls, fields: dict[str, Any]) -> FunctionInfo:
         """The host's view of a function a worker indexed: everything but the code."""
-        return cls(**{**fields, "methods": tuple(fields["methods"])}, func=None, trigger_param=None)
+        tuples = {
+            "methods": tuple(fields.get("methods", ())),
+            "outputs": tuple(tuple(o) for o in fields.get("outputs", ())),
+        }
+        return cls(**{**fields, **tuples}, func=None, trigger_param=None)
 
     @classmethod
     def from_callable(cls, fn: Callable[..., Any], route: str | None = None) -> FunctionInfo:
@@ -70,6 +94,7 @@ class FunctionInfo:
             route=route or fn.__name__,
             methods=("GET", "POST"),
             auth_level="ANONYMOUS",
+            context_param="context" if "context" in params[1:] else None,
         )
 
 
@@ -79,9 +104,37 @@ def _enum_name(value: Any) -> str | None:
     return str(getattr(value, "name", value)).upper()
 
 
+def _direction(binding: Any) -> str:
+    """ "in", "out" or "inout", whether the library keeps an enum or its number."""
+    direction = binding.direction
+    if isinstance(direction, int):
+        direction = func.decorators.core.BindingDirection(direction)
+    return str(getattr(direction, "name", direction)).lower()
+
+
+def _unsupported_inputs(function: str, inputs: list[tuple[str, str]]) -> str | None:
+    if not inputs:
+        return None
+    named = ", ".join(f"{kind} input binding {name!r}" for name, kind in inputs)
+    return (
+        f"function {function!r} needs {named}, which this engine does not emulate "
+        "(it serves HTTP triggers, context and output bindings)"
+    )
+
+
+def _context_param(fn: Callable[..., Any], bound: set[str]) -> str | None:
+    """``context`` when the function declares it outside its bindings, as the worker checks."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    return "context" if "context" in params and "context" not in bound else None
+
+
 def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> FunctionInfo:
     trigger = fn.get_trigger()
     user_function = fn.get_user_function()
+    name = fn.get_function_name() or user_function.__name__
     is_http = fn.is_http_function()
     methods: tuple[str, ...] = ()
     route = auth = None
@@ -90,8 +143,14 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         methods = tuple(_enum_name(m) or "" for m in raw_methods) if raw_methods else ALL_METHODS
         route = getattr(trigger, "route", None) or fn.get_function_name()
         auth = _enum_name(getattr(trigger, "auth_level", None) or app_auth)
+    bindings = [b for b in fn.get_bindings() if b is not trigger]
+    outputs = tuple(
+        (b.name, str(b.type)) for b in bindings if _direction(b) == "out" and b.name != "$return"
+    )
+    inputs = [(b.name, str(b.type)) for b in bindings if _direction(b) != "out"]
+    bound = {b.name for b in bindings} | {getattr(trigger, "name", "")}
     return FunctionInfo(
-        name=fn.get_function_name() or user_function.__name__,
+        name=name,
         func=user_function,
         is_async=inspect.iscoroutinefunction(user_function),
         trigger_param=getattr(trigger, "name", None),
@@ -99,11 +158,15 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         route=route,
         methods=methods,
         auth_level=auth,
+        trigger_type=str(getattr(trigger, "type", "") or ""),
+        context_param=_context_param(user_function, bound),
+        outputs=outputs,
+        unsupported=_unsupported_inputs(name, inputs),
         queue=getattr(trigger, "queue_name", None),
     )
 
 
-def index_app(app: func.FunctionApp) -> dict[str, FunctionInfo]:
+def index_app(app: func.FunctionRegister) -> dict[str, FunctionInfo]:
     """Index an app object already in hand (e.g. one built in a notebook cell)."""
     # get_functions() remembers the names it has seen and refuses them the second time; the
     # worker indexes once per process, but a notebook may index the same app object again.
@@ -141,24 +204,115 @@ def _import_script(script: Path) -> Any:
 
 
 def load_app(folder: str | Path) -> dict[str, FunctionInfo]:
-    """Import ``function_app.py`` from ``folder`` and index its one FunctionApp."""
+    """Index the app in ``folder``: v2 (``function_app.py``) if present, else v1 folders."""
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
         raise AppLoadError(f"function app folder not found: {folder}")
     script = root / SCRIPT_FILE
-    if not script.is_file():
-        raise AppLoadError(
-            f"no {SCRIPT_FILE} in {root}: a Python v2-model function app keeps its functions there"
-        )
+    if script.is_file():
+        return _load_v2(script)
+    if sorted(root.glob(f"*/{FUNCTION_JSON}")):
+        return load_v1_app(root)
+    raise AppLoadError(
+        f"no function app in {root}: a Python v2-model app has {SCRIPT_FILE}, "
+        f"a v1-model app has one folder per function with {FUNCTION_JSON}"
+    )
+
+
+def _load_v2(script: Path) -> dict[str, FunctionInfo]:
     module = _import_script(script)
-    apps = [v for v in vars(module).values() if isinstance(v, func.FunctionApp)]
+    # Any FunctionRegister, as the worker accepts: FunctionApp, AsgiFunctionApp, DFApp, ...
+    apps = [v for v in vars(module).values() if isinstance(v, func.FunctionRegister)]
     if not apps:
-        raise AppLoadError(f"{script} defines no azure.functions.FunctionApp object")
-    if len(apps) > 1:
         raise AppLoadError(
-            f"{script} defines {len(apps)} FunctionApp objects; the worker needs one"
+            f"{script} defines no function app object (azure.functions FunctionApp, "
+            "AsgiFunctionApp, WsgiFunctionApp or another FunctionRegister)"
         )
-    return index_app(apps[0])
+    if len(apps) > 1:
+        kinds = " and ".join(sorted({type(a).__name__ for a in apps}))
+        raise AppLoadError(f"{script} defines {len(apps)} {kinds} objects; the worker needs one")
+    folder = str(script.parent)
+    return {n: replace(f, directory=folder) for n, f in index_app(apps[0]).items()}
+
+
+def _v1_package(root: Path) -> None:
+    """``__app__`` as a package whose folder is the app, so relative imports work."""
+    for name in [m for m in sys.modules if m == V1_PACKAGE or m.startswith(V1_PACKAGE + ".")]:
+        del sys.modules[name]  # a fresh import each time, as for function_app.py
+    package = types.ModuleType(V1_PACKAGE)
+    package.__path__ = [str(root)]
+    sys.modules[V1_PACKAGE] = package
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
+    name = config_file.parent.name
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise AppLoadError(f"{config_file} is not valid JSON: {exc}") from exc
+    bindings = config.get("bindings") or []
+    triggers = [b for b in bindings if str(b.get("type", "")).lower().endswith("trigger")]
+    if len(triggers) != 1:
+        raise AppLoadError(f"{config_file} needs exactly one trigger binding, has {len(triggers)}")
+    trigger = triggers[0]
+    script = config_file.parent / config.get("scriptFile", "__init__.py")
+    entry = config.get("entryPoint") or "main"
+    if script.suffix != ".py" or not script.is_file():
+        raise AppLoadError(f"function {name!r}: scriptFile {script} is not a Python file")
+    parts = [V1_PACKAGE, *script.relative_to(root).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    try:
+        module = importlib.import_module(".".join(parts))
+    except Exception as exc:
+        raise AppLoadError(
+            f"function {name!r}: {script} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
+    user_function = getattr(module, entry, None)
+    if not callable(user_function):
+        raise AppLoadError(f"function {name!r}: {script} has no function {entry}()")
+    is_http = str(trigger.get("type")).lower() == "httptrigger"
+    is_queue = str(trigger.get("type")).lower() == "queuetrigger"
+    others = [b for b in bindings if b is not trigger]
+    outs = [b for b in others if str(b.get("direction", "")).lower() == "out"]
+    http_outs = [b["name"] for b in outs if str(b.get("type")).lower() == "http"]
+    outputs = tuple(
+        (b["name"], str(b.get("type"))) for b in outs if b["name"] not in ("$return", *http_outs)
+    )
+    inputs = [
+        (b.get("name", "?"), str(b.get("type")))
+        for b in others
+        if str(b.get("direction", "")).lower() != "out"
+    ]
+    methods = tuple(m.upper() for m in trigger.get("methods") or ()) or ALL_METHODS
+    return FunctionInfo(
+        name=name,
+        func=user_function,
+        is_async=inspect.iscoroutinefunction(user_function),
+        trigger_param=trigger.get("name"),
+        is_http=is_http,
+        route=(trigger.get("route") or name) if is_http else None,
+        methods=methods if is_http else (),
+        auth_level=str(trigger.get("authLevel", "function")).upper() if is_http else None,
+        trigger_type=str(trigger.get("type")),
+        context_param=_context_param(user_function, {b.get("name") for b in bindings}),
+        outputs=outputs,
+        http_output=http_outs[0] if http_outs else "$return",
+        unsupported=_unsupported_inputs(name, inputs),
+        directory=str(config_file.parent),
+        queue=trigger.get("queueName") if is_queue else None,
+    )
+
+
+def load_v1_app(root: Path) -> dict[str, FunctionInfo]:
+    """Index a v1-model app: each ``<folder>/function.json`` is one function."""
+    _v1_package(root)
+    return {
+        info.name: info
+        for info in (_v1_function(root, f) for f in sorted(root.glob(f"*/{FUNCTION_JSON}")))
+    }
 
 
 def find_function(functions: dict[str, FunctionInfo], name: str) -> FunctionInfo:
@@ -168,5 +322,10 @@ def find_function(functions: dict[str, FunctionInfo], name: str) -> FunctionInfo
         known = ", ".join(sorted(functions)) or "none"
         raise AppLoadError(f"unknown function {name!r}; this app has: {known}")
     if not info.is_http:
-        raise AppLoadError(f"function {name!r} is not HTTP-triggered; only HTTP functions are run")
+        raise AppLoadError(
+            f"function {name!r} is not HTTP-triggered ({info.trigger_type}); "
+            "only HTTP functions are run"
+        )
+    if info.unsupported:
+        raise AppLoadError(info.unsupported)
     return info

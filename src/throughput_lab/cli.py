@@ -1,4 +1,4 @@
-"""``python -m throughput_lab bench|sweep|serve``: the command-line contract in design.md.
+"""``python -m throughput_lab bench|sweep|serve|tune|locustfile``: the contract in design.md.
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits with 130 and leaves no
 worker process behind; neither prints a traceback.
@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import json
+import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +38,12 @@ from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
 from .upstream import Upstream
 
 PROG = "throughput_lab"
+MAX_CONCURRENCY = 1000  # requests in flight: each is a task and a message in a worker
+STOP_LIMIT_S = 10.0  # after Ctrl-C or SIGTERM, the longest an orderly stop may take
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as for Ctrl-C (workers ended in order), exit 143."""
 
 
 class UsageError(Exception):
@@ -54,6 +65,42 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _concurrency(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_CONCURRENCY}, got {value}")
+    return value
+
+
+def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high] (or (low, high] with ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be a number {bound} and <= {high:g}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), got {value}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -66,6 +113,45 @@ def _param(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return name, value
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def request_options(p: argparse.ArgumentParser) -> None:
+    """The request each invocation gets: by path, method, body and headers."""
+    p.add_argument("--method", help="HTTP method (default: GET, or the function's only one)")
+    p.add_argument(
+        "--path",
+        help="request path such as /api/users/7, routed like the host "
+        "(routePrefix from host.json); --function may then be left out",
+    )
+    body = p.add_mutually_exclusive_group()
+    body.add_argument("--body", help="request body text")
+    body.add_argument("--body-file", type=Path, help="request body from a file")
+    p.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        help="request header 'Name: value' (repeatable)",
+    )
+
+
+def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``Lab.run`` keyword arguments for the request options."""
+    if args.body_file is not None:
+        try:
+            body = args.body_file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --body-file {args.body_file}: {exc.strerror}") from None
+    else:
+        body = (args.body or "").encode()
+    return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,20 +173,34 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--upstream-delay-ms",
-            type=float,
+            type=_number(0, 600_000),
             default=100.0,
             help="delay of the embedded upstream (default 100)",
         )
         p.add_argument(
             "--timeout",
-            type=float,
+            type=_number(0, 86_400, low_open=True),
             help="function timeout in seconds (default: functionTimeout in host.json, else 30)",
+        )
+        p.add_argument(
+            "--max-worker-mb",
+            type=_number(50, 1_000_000),
+            help="end (and report) a worker whose memory, its children's included, passes this",
         )
 
     def load_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight")
+        p.add_argument(
+            "--concurrency",
+            type=_concurrency,
+            default=8,
+            help=f"requests in flight (1-{MAX_CONCURRENCY})",
+        )
         p.add_argument("--requests", type=_positive_int, help="requests in total")
-        p.add_argument("--duration", type=float, help="seconds to run instead of a count")
+        p.add_argument(
+            "--duration",
+            type=_number(0, 86_400, low_open=True),
+            help="seconds to run instead of a count",
+        )
         p.add_argument(
             "--param",
             type=_param,
@@ -109,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="query parameter NAME=VALUE for the function (repeatable)",
         )
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        request_options(p)
 
     bench = commands.add_parser("bench", help="measure one function, or a live URL")
     app_options(bench)
@@ -119,13 +220,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="a grid of thread counts x process counts")
     app_options(sweep, threads_list=True)
-    sweep.add_argument("--function", required=True)
+    sweep.add_argument("--function", help="function name (or give --path)")
     load_options(sweep)
+
+    tune = commands.add_parser("tune", help="measured app settings for one function or request")
+    app_options(tune, threads_list=True)
+    tune.add_argument("--function", help="function name (or give --path)")
+    tune.add_argument("--concurrency", type=_concurrency, default=32, help="requests in flight")
+    tune.add_argument(
+        "--duration",
+        type=_number(0, 86_400, low_open=True),
+        default=1.5,
+        help="seconds per setting tried",
+    )
+    tune.add_argument(
+        "--param", type=_param, action="append", default=[], help="query parameter NAME=VALUE"
+    )
+    tune.add_argument("--json", action="store_true", help="print one JSON object")
+    request_options(tune)
 
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
     app_options(serve)
-    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--port", type=_port, default=7071, help="0: any free port")
+
+    locust = commands.add_parser(
+        "locustfile", help="write the bench scenario as a Locust test (and Azure Load Testing YAML)"
+    )
+    locust.add_argument("--url", required=True, help="the function's URL (the key: $FUNCTION_KEY)")
+    locust.add_argument("--path", help="path and query, e.g. /api/sync_io (replaces the URL's)")
+    locust.add_argument("--method", default="GET")
+    locust.add_argument("--body", help="request body")
+    locust.add_argument(
+        "--header", type=_header, action="append", default=[], help="'Name: value' (repeatable)"
+    )
+    locust.add_argument("--users", type=_positive_int, default=8, help="requests in flight")
+    locust.add_argument("--run-time", type=_positive_int, default=60, help="seconds (default 60)")
+    locust.add_argument("--out", default="loadtest", help="folder to write into (default loadtest)")
+    locust.add_argument("--engine-instances", type=_positive_int, default=1)
+    locust.add_argument(
+        "--key-vault-secret", help="Key Vault secret identifier of the function key"
+    )
+    locust.add_argument("--test-id", help="Azure Load Testing testId")
     return parser
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
 
 
 def _processes(value: int | None) -> int:
@@ -158,26 +301,48 @@ def _emit(summary: Summary, as_json: bool) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.url:
+        if args.path:
+            raise UsageError("with --url, put the path in the URL; --path is for --app")
         check_url(args.url)
+        request = request_kwargs(args)
         asked = args.requests is not None or args.duration is not None
         requests, duration = plan_remote_load(args.url, args.requests or 100, args.duration, asked)
         on_record, bar = _progress(requests)
         with bar:
-            summary = run_bench_url(args.url, args.concurrency, requests, duration, on_record)
+            summary = run_bench_url(
+                args.url,
+                args.concurrency,
+                requests,
+                duration,
+                on_record,
+                method=(args.method or "GET").upper(),
+                body=request["body"],
+                headers=request["headers"],
+            )
         _emit(summary, args.json)
         return 0
-    if not args.function:
-        raise UsageError("bench needs --function NAME (with --app) or --url URL")
     if args.messages is not None:  # a queue-triggered function: drain a queue
+        if not args.function:
+            raise UsageError("bench --messages needs --function NAME (a queue-triggered function)")
         result = bench_queue(args, _processes(args.processes), _app(args.app))
         print(json.dumps(result.as_dict()) if args.json else result.line())
         return 0
+    if not args.function and not args.path:
+        raise UsageError(
+            "bench needs --function NAME or --path /api/... (with --app), or --url URL"
+        )
     processes = _processes(args.processes)
     check_threads_flag(args.threads)
     app = _app(args.app)
     requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
     on_record, bar = _progress(requests)
-    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab, bar:
+    lab = Lab(
+        app,
+        upstream_delay_ms=args.upstream_delay_ms,
+        timeout_s=args.timeout,
+        max_worker_mb=args.max_worker_mb,
+    )
+    with lab, bar:
         result = lab.run(
             args.function,
             processes=processes,
@@ -187,12 +352,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             params=dict(args.param),
             on_record=on_record,
+            **request_kwargs(args),
         )
     _emit(result.summary, args.json)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not args.function and not args.path:
+        raise UsageError("sweep needs --function NAME or --path /api/...")
+    request = request_kwargs(args)
     processes_list = args.processes or [_processes(None)]
     threads_list = args.threads or [None]
     for p in processes_list:
@@ -201,7 +370,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_threads_flag(t)
     app = _app(args.app)
     summaries: list[Summary] = []
-    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+    lab = Lab(
+        app,
+        upstream_delay_ms=args.upstream_delay_ms,
+        timeout_s=args.timeout,
+        max_worker_mb=args.max_worker_mb,
+    )
+    with lab:
         for processes in processes_list:
             for threads in threads_list:
                 result = lab.run(
@@ -212,12 +387,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     requests=args.requests,
                     duration_s=args.duration,
                     params=dict(args.param),
+                    **request,
                 )
                 summaries.append(result.summary)
                 if not args.json:
                     print(result.summary.line(), flush=True)
     if args.json:
-        print(json.dumps({"function": args.function, "runs": [s.as_dict() for s in summaries]}))
+        print(
+            json.dumps(
+                {"function": summaries[0].function, "runs": [s.as_dict() for s in summaries]}
+            )
+        )
     else:
         print(_table(summaries))
     return 0
@@ -241,6 +421,50 @@ def _table(summaries: Sequence[Summary]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    if not args.function and not args.path:
+        raise UsageError("tune needs --function NAME or --path /api/...")
+    for p in args.processes or []:
+        check_processes(p)
+    for t in args.threads or []:
+        check_threads_flag(t)
+    if args.duration <= 0:
+        raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
+    app = _app(args.app)
+    with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        result = tune(
+            lab,
+            args.function,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            threads=args.threads,
+            processes=args.processes,
+            on_run=None if args.json else lambda s: print(s.line(), file=sys.stderr, flush=True),
+            params=dict(args.param),
+            **request_kwargs(args),
+        )
+    if args.json:
+        best = result.best.as_dict() if result.best else None
+        print(
+            json.dumps(
+                {
+                    "function": result.function,
+                    "kind": result.kind,
+                    "alone": result.alone.as_dict(),
+                    "runs": [s.as_dict() for s in result.runs],
+                    "best": best,
+                    "settings": result.settings,
+                    "az_command": result.az_command() if result.best else None,
+                }
+            )
+        )
+    else:
+        print(result.report())
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -256,6 +480,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             timeout_s=timeout,
             app_settings={"UPSTREAM_URL": upstream.url},
+            max_worker_mb=args.max_worker_mb,
+            capture_logs=True,
         ) as host,
     ):
         try:
@@ -265,17 +491,107 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_locustfile(args: argparse.Namespace) -> int:
+    from .locust_export import distributed_commands, scenario, write_load_test
+
+    s = scenario(
+        args.url,
+        path=args.path,
+        method=args.method,
+        body=args.body,
+        headers=dict(args.header),
+        users=args.users,
+        run_time_s=args.run_time,
+    )
+    try:
+        locustfile, config = write_load_test(
+            s, args.out, args.engine_instances, args.key_vault_secret, args.test_id
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot write the test into {args.out}: {exc.strerror}") from None
+    print(f"wrote {locustfile} and {config}: {s.users} users, {s.method} {s.url}")
+    print("the function key is read from $FUNCTION_KEY when the test runs; it is in no file")
+    print(
+        f"here:  cd {args.out} && locust -f {locustfile.name} --headless -u {s.users} "
+        f"-r {s.users} -t {s.run_time_s}s"
+    )
+    for what, command in distributed_commands(s, workers=2, test_id=args.test_id).items():
+        print(f"{what}:  " + command.replace("\n", "\n    "))
+    return 0
+
+
+_stop_deadline = threading.Event()  # set once the first stop signal has armed the limit
+
+
+def _arm_stop_limit(code: int) -> None:
+    """Bound the orderly stop, as a service manager bounds a unit's (TimeoutStopSec).
+
+    Stopping waits on worker processes and threads that run code we do not control. If
+    that takes longer than STOP_LIMIT_S, say so with every thread's stack (so the cause
+    can be found), then exit: the workers see their stdin close and end their groups.
+    """
+    if _stop_deadline.is_set():
+        return
+    _stop_deadline.set()
+
+    def limit() -> None:
+        threading.Event().wait(STOP_LIMIT_S)
+        print(
+            f"{PROG}: still stopping after {STOP_LIMIT_S:g} s; ending now. Where it waited:",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(code)
+
+    threading.Thread(target=limit, name="stop-limit", daemon=True).start()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    _arm_stop_limit(143)
+    raise Terminated
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _arm_stop_limit(130)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    handlers = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    if handlers[signal.SIGTERM] is signal.SIG_DFL:  # stop in order, as on Ctrl-C
+        signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handlers[signal.SIGINT] = signal.default_int_handler
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _main(argv)
+    finally:  # a caller in this process (a test, a notebook) gets its handlers back
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        command = {"bench": cmd_bench, "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
+        command = {
+            "bench": cmd_bench,
+            "sweep": cmd_sweep,
+            "serve": cmd_serve,
+            "tune": cmd_tune,
+            "locustfile": cmd_locustfile,
+        }[args.command]
         return command(args)
     except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(
+            f"{PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # a fault of ours: still one line, with what it was
         print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -13,15 +13,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-# The invocation whose code is running (set on its task; child tasks inherit it).
-current_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("current_invocation")
+from .invocation_logs import current_invocation
 
 
 class StepTimer:
@@ -102,7 +100,7 @@ class MeteredExecutor(ThreadPoolExecutor):
         self.peak_busy = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        record = current_invocation.get(None)
+        record = current_invocation.get()
 
         def timed() -> Any:
             with self._lock:

@@ -29,12 +29,13 @@ class HttpRequestFields:
     headers: dict[str, str] = field(default_factory=dict)
     route_params: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    url: str = ""  # the full URL the host received, as the host passes it (scheme://host/path?q)
 
     def to_request(self) -> func.HttpRequest:
         query = f"?{urlencode(self.params)}" if self.params else ""
         return func.HttpRequest(
             method=self.method,
-            url=f"http://127.0.0.1/api/{self.route}{query}",
+            url=self.url or f"http://127.0.0.1/api/{self.route}{query}",
             headers=self.headers,
             params=self.params,
             route_params=self.route_params,
@@ -47,6 +48,7 @@ class HttpResponseFields:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)  # one Set-Cookie header value each
 
     @classmethod
     def from_return(cls, value: Any) -> HttpResponseFields:
@@ -56,9 +58,15 @@ class HttpResponseFields:
         fails the invocation, and the host answers 500.
         """
         if isinstance(value, func.HttpResponse):
-            # azure.functions' own encoder: it sets content-type the way the worker sends it
-            HttpResponseConverter.encode(value, expected_type=None)
-            return cls(value.status_code, value.get_body(), dict(value.headers))
+            # azure.functions' own encoder: it sets content-type the way the worker sends it,
+            # and moves every Set-Cookie header into ``cookies``, which the host writes back.
+            datum = HttpResponseConverter.encode(value, expected_type=None)
+            cookies = [
+                morsel.OutputString()
+                for cookie in (datum.value.get("cookies") or [])
+                for morsel in cookie.values()
+            ]
+            return cls(value.status_code, value.get_body(), dict(value.headers), cookies)
         if isinstance(value, str):
             return cls(200, value.encode(), {"content-type": "text/plain; charset=utf-8"})
         raise TypeError(
@@ -86,6 +94,9 @@ class InvocationRecord:
     executor_ms: float = 0.0  # thread time in asyncio's default executor (run_in_executor)
     status: int = 0
     error: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)  # output bindings' values, by name
+    logs: list[str] = field(default_factory=list)  # the function's logging, when captured
+    traceback: str = ""  # a failed invocation's traceback, from the function's own frames
 
     @property
     def ok(self) -> bool:

@@ -27,9 +27,10 @@ from .app_loader import AppLoadError, FunctionInfo, index_app
 from .app_settings import UPSTREAM_URL_SETTING, check_processes, check_threads_flag
 from .cpu_share import CpuMeter, own_cpu_s
 from .host import Host
-from .invocation import HttpRequestFields, InvocationRecord, clock
+from .invocation import InvocationRecord, clock
 from .load import closed_loop, host_sender
 from .metrics import Demand, Ideal, Summary, summarize
+from .routing import DEFAULT_ROUTE_PREFIX, plan_request, route_prefix
 from .upstream import Upstream
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -106,8 +107,9 @@ class RunHandle:
     def cancel(self) -> None:
         """Stop the run; invocations in flight are abandoned, the result is an error."""
         self._cancelled = True
-        if self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._loop is not None and self._task is not None and not self.done():
+            with contextlib.suppress(RuntimeError):  # its loop closed as the run ended
+                self._loop.call_soon_threadsafe(self._task.cancel)
 
 
 class Lab:
@@ -120,8 +122,10 @@ class Lab:
         upstream_delay_ms: float = 100.0,
         upstream_jitter_ms: float = 0.0,
         timeout_s: float | None = None,
+        max_worker_mb: float | None = None,
     ) -> None:
         self.app = Path(app) if app is not None else find_app()
+        self.max_worker_mb = max_worker_mb  # see Host
         self.upstream = Upstream(upstream_delay_ms, upstream_jitter_ms)
         self.timeout_s = timeout_s
         self._host: Host | None = None
@@ -187,7 +191,7 @@ class Lab:
             os.environ[UPSTREAM_URL_SETTING] = self.upstream.url
             functions = (
                 index_app(handler)
-                if isinstance(handler, func.FunctionApp)
+                if isinstance(handler, func.FunctionRegister)
                 else {handler.__name__: FunctionInfo.from_callable(handler)}
             )
             timeout = self.timeout_s or DEFAULT_TIMEOUT_S
@@ -205,6 +209,7 @@ class Lab:
                 app_settings=settings,
                 timeout_s=timeout,
                 cpu_affinity=cpu_affinity,
+                max_worker_mb=self.max_worker_mb,
             )
         self._host = host.start()
         self._host_key = key
@@ -227,8 +232,15 @@ class Lab:
         body: bytes | str = b"",
         cpu_affinity: set[int] | None = None,
         on_record: Callable[[InvocationRecord], None] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RunHandle:
-        """Begin a run in the background and return its handle at once."""
+        """Begin a run in the background and return its handle at once.
+
+        The request: ``function`` with its own route, or ``path`` (e.g. ``/api/users/7``),
+        routed like the host; ``method``, ``params``, ``headers`` and ``body`` as given.
+        """
         check_processes(processes)
         check_threads_flag(threads)
         if concurrency < 1:
@@ -244,8 +256,8 @@ class Lab:
                 "a handler from this notebook runs in one in-process worker: processes=1; "
                 "put it in a function app folder to run it in more worker processes"
             )
-        if function is None:
-            if handler is None or isinstance(handler, func.FunctionApp):
+        if function is None and path is None:
+            if handler is None or isinstance(handler, func.FunctionRegister):
                 raise ValueError("name the function to run")
             function = handler.__name__
         with self._lock:
@@ -266,6 +278,9 @@ class Lab:
             body=body.encode() if isinstance(body, str) else body,
             cpu_affinity=cpu_affinity,
             on_record=on_record,
+            method=method,
+            path=path,
+            headers=headers or {},
         )
         threading.Thread(
             target=self._run_thread, args=(handle, run), name="lab-run", daemon=True
@@ -302,7 +317,7 @@ class Lab:
         self,
         handle: RunHandle,
         *,
-        function: str,
+        function: str | None,
         handler: Any,
         processes: int,
         threads: int | None,
@@ -314,18 +329,21 @@ class Lab:
         body: bytes,
         cpu_affinity: set[int] | None,
         on_record: Callable[[InvocationRecord], None] | None,
+        method: str | None,
+        path: str | None,
+        headers: dict[str, str],
     ) -> RunResult:
         handle._loop, handle._task = asyncio.get_running_loop(), asyncio.current_task()
         if handle._cancelled:
             raise asyncio.CancelledError
         host = await asyncio.to_thread(self.host, processes, threads, handler, cpu_affinity)
+        prefix = DEFAULT_ROUTE_PREFIX if handler is not None else route_prefix(self.app)
+        function, request = plan_request(
+            host.functions, prefix, function, method, path, params, headers, body
+        )
         info = host.function(function)
         if upstream_delay_ms is not None:
             self.upstream.delay_ms = upstream_delay_ms
-        method = "GET" if "GET" in info.methods or not info.methods else info.methods[0]
-        request = HttpRequestFields(
-            method=method, route=info.route or function, params=params, body=body
-        )
         timeout = (host.timeout_s or DEFAULT_TIMEOUT_S) + 5.0
         send_now = host_sender(host, function, request, timeout)
 

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+from yarl import URL
 
 from .host import Host, WorkerDiedError
 from .invocation import HttpRequestFields, InvocationRecord, clock
@@ -39,19 +40,64 @@ def host_sender(
     return send
 
 
-def url_sender(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Send:
-    """GET ``url`` over HTTP, e.g. a deployed function app."""
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+KEY_HEADERS = ("x-functions-key", "authorization")
+
+
+def url_sender(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    method: str = "GET",
+    body: bytes = b"",
+    name: str | None = None,
+    redact: Callable[[str], str] = str,
+) -> Send:
+    """Send ``method`` to ``url`` over HTTP (GET by default), e.g. a deployed function app.
+
+    Redirects are followed here, not by aiohttp: one to another origin (scheme, host, port)
+    is refused when the request carries credentials (a function key header, or a key or
+    password in the URL), so a key goes only to the origin it was given for. ``name`` is
+    what records show for the URL; ``redact`` cleans error text of secrets.
+    """
+    start = URL(url)
+    carries_key = (
+        any(k.lower() in KEY_HEADERS for k in headers)
+        or start.password is not None
+        or "code" in start.query
+    )
 
     async def send(index: int) -> InvocationRecord:
-        record = InvocationRecord(index, url, dispatched=clock())
+        record = InvocationRecord(index, name or url, dispatched=clock())
+        target, verb, data = start, method, body or None
         try:
-            async with session.get(url, headers=headers) as response:
-                await response.read()
-                record.status = response.status
-                if response.status >= 400:
-                    record.error = f"HTTP {response.status} {response.reason}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            record.status, record.error = 599, f"{type(exc).__name__}: {exc}"
+            for _ in range(MAX_REDIRECTS + 1):
+                async with session.request(
+                    verb, target, headers=headers, data=data, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    location = response.headers.get("Location")
+                    if response.status in REDIRECTS and location:
+                        target = response.url.join(URL(location))
+                        if target.origin() != start.origin() and carries_key:
+                            record.status = 599
+                            record.error = (
+                                f"redirected to another origin ({target.origin()}): not "
+                                "followed, so the function key is not sent there"
+                            )
+                            break
+                        if response.status == 303 or (response.status < 303 and verb == "POST"):
+                            verb, data = "GET", None  # as browsers and aiohttp do
+                        continue
+                    record.status = response.status
+                    if response.status >= 400:
+                        record.error = f"HTTP {response.status} {response.reason}"
+                    break
+            else:
+                record.status, record.error = 599, f"more than {MAX_REDIRECTS} redirects"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            record.status, record.error = 599, redact(f"{type(exc).__name__}: {exc}")
         record.completed = clock()
         return record
 

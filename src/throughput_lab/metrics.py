@@ -212,6 +212,10 @@ class Summary:
     loop_busy: float = 0.0  # share of the run the busiest worker's event loop thread computed
     lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
     transit_share: float = 0.0  # share of a request's time spent outside the worker's hands
+    longest_step_ms: float = 0.0  # ``async def``: the longest the function held its loop
+    # The worker model that ran (None for a URL): e.g. "3.13.0" and "uvloop" on 3.13+.
+    python: str | None = None
+    event_loop: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -305,12 +309,18 @@ def limited_by(s: Summary) -> str:
     busiest, text = max(candidates, key=lambda c: c[0])
     if busiest >= SATURATED:
         return text
-    if s.max_loop_lag_ms > 50:
-        return f"a blocked event loop (worst lag {s.max_loop_lag_ms:.0f} ms)"
-    return (
-        f"nothing the lab can name: other programs used {s.cores - s.free_cores:.1f} "
-        "core(s); run it again on a quieter machine"
-    )
+    if s.longest_step_ms > 50:  # the function itself held the loop, not the machine
+        return (
+            f"a blocked event loop: one step of the function held it {s.longest_step_ms:.0f} ms "
+            f"(worst lag {s.max_loop_lag_ms:.0f} ms)"
+        )
+    others = s.cores - s.free_cores
+    if others >= 0.5:
+        return (
+            f"other programs: they kept {others:.1f} core(s) busy during the run, and each of "
+            "the lab's processes waited its turn for the CPU"
+        )
+    return "nothing the lab can name: run it again on a quieter machine"
 
 
 def summarize(
@@ -374,6 +384,9 @@ def summarize(
         loop_busy=loop_busy,
         lab_process_busy=lab_process_busy,
         transit_share=_transit_share(ok),
+        longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
+        python=next((s["python"] for s in worker_stats if "python" in s), None),
+        event_loop=next((s["event_loop"] for s in worker_stats if "event_loop" in s), None),
     )
     if cpu is not None:
         summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours

@@ -72,30 +72,65 @@ CONTROLS = {
 }
 
 
+def _main_thread_loop() -> asyncio.AbstractEventLoop | None:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # no loop running: a plain script, not a kernel
+        return None
+
+
 class _InterruptStops:
     """While a panel run goes on, Kernel > Interrupt (SIGINT) stops it.
 
     A run started by the Run button has no cell executing, and an idle kernel ignores
-    SIGINT; this handler makes the interrupt mean Stop. While a cell executes, ipykernel
-    puts its own handler in place (KeyboardInterrupt), which the panel also treats as Stop.
+    SIGINT (ipykernel sets SIG_IGN between messages, or leaves Python's default handler
+    after overlapping messages); this handler makes the interrupt mean Stop. It is armed
+    whenever no awaiting cell holds the interrupt, checked on each refresh: the button's
+    own message handler still holds ipykernel's handler when the run begins. Python takes
+    signal handlers only on the main thread, and ipykernel may run a button's callback on
+    another: then the kernel's main loop sets it. While a cell awaits the run, ipykernel
+    cancels that cell, which the panel also treats as Stop.
     """
 
-    def __init__(self, stop: Callable[[], None]) -> None:
+    def __init__(
+        self, stop: Callable[[], None], main_loop: asyncio.AbstractEventLoop | None
+    ) -> None:
         self._stop = stop
+        self._main_loop = main_loop
         self._previous: Any = None
 
-    def __enter__(self) -> None:
-        # Only for an idle kernel (SIGINT ignored): an executing cell keeps its interrupt.
-        idle = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        if idle and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+    def __enter__(self) -> _InterruptStops:
+        self.arm()
+        return self
+
+    def arm(self) -> None:
+        self._on_main_thread(self._arm)
+
+    def __exit__(self, *exc: object) -> None:
+        self._on_main_thread(self._disarm)
+
+    def _on_main_thread(self, action: Callable[[], None]) -> None:
+        if threading.current_thread() is threading.main_thread():
+            action()
+        elif self._main_loop is not None and not self._main_loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._main_loop.call_soon_threadsafe(action)
+
+    def _arm(self) -> None:
+        current = signal.getsignal(signal.SIGINT)
+        if current in (signal.SIG_IGN, signal.default_int_handler):
+            self._previous = current
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _disarm(self) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
 
     def _handle(self, signum: int, frame: Any) -> None:
         self._stop()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 # Axis labels that fit half the panel's width.
@@ -133,12 +168,15 @@ class ControlPanel(widgets.VBox):
         history_x: str | None = None,
         limits: Mapping[str, tuple[int, int]] | None = None,
         refresh_s: float = 0.5,
+        request: Mapping[str, Any] | None = None,
     ) -> None:
         unknown = [c for c in controls if c not in CONTROLS]
         if unknown:
             raise ValueError(f"unknown control(s) {unknown}; choose from {list(CONTROLS)}")
-        if function is None and handler is None:
-            raise ValueError("name a function of the app, or give a handler")
+        # ``request``: Lab.run's request options, e.g. {"path": "/api/users/7", "method": "GET"}
+        self.request = dict(request or {})
+        if function is None and handler is None and "path" not in self.request:
+            raise ValueError("name a function of the app, give a request path, or give a handler")
         self.lab = lab
         self.function = function
         self.handler = handler
@@ -159,6 +197,8 @@ class ControlPanel(widgets.VBox):
         self._busy = False
         self._stopping = False
         self._task: asyncio.Future[Any] | None = None  # a reference keeps the task alive
+        # The kernel's main loop, where a signal handler can be set (see _InterruptStops).
+        self._main_loop = _main_thread_loop()
 
         self.sliders: dict[str, widgets.IntSlider] = {}
         for name in controls:
@@ -248,7 +288,7 @@ class ControlPanel(widgets.VBox):
         return await self._run(settings)
 
     async def _run(self, settings: Mapping[str, int]) -> RunResult | None:
-        stop_on_interrupt = _InterruptStops(self.stop)
+        stop_on_interrupt = _InterruptStops(self.stop, self._main_loop)
         try:
             for name, value in settings.items():
                 if name in self.sliders:
@@ -271,12 +311,18 @@ class ControlPanel(widgets.VBox):
                 requests=self.requests,
                 duration_s=self.duration_s,
                 params=self.params,
+                **self.request,
             )
             began = time.monotonic()
+            finished = asyncio.wrap_future(handle.future)
+            # handle.result() reports the run's outcome; this copy's is only for waking up.
+            finished.add_done_callback(lambda f: f.cancelled() or f.exception())
             with stop_on_interrupt:
                 while not handle.done():
+                    stop_on_interrupt.arm()
                     await self._show_progress(handle, began, values)
-                    await self._wait(handle, self.refresh_s)
+                    # Wakes early when the run ends: a Stop shows at once.
+                    await asyncio.wait({finished}, timeout=self.refresh_s)
             result = handle.result()
             # The plot first: Run comes back, and "done" shows, once the panel shows this run.
             self.history.append((values, result.summary))
@@ -285,10 +331,10 @@ class ControlPanel(widgets.VBox):
             # Stop, Kernel > Interrupt, or the cell awaiting this interrupted: one outcome.
             # The run is cancelled, its workers stop, and "runs so far" gains nothing.
             stopped = self._stopping or not isinstance(exc, Exception)
-            if self._handle is not None:
-                self._handle.cancel()
+            handle, self._handle = self._handle, None
             self._set_busy(False)
-            self._handle = None
+            if handle is not None:
+                handle.cancel()
             if stopped:
                 self.status.value = f"stopped: nothing added to the {self._runs_text()}"
                 self.progress.value = 0
@@ -307,12 +353,6 @@ class ControlPanel(widgets.VBox):
 
     def _runs_text(self) -> str:
         return f"runs so far: {len(self.history)}"
-
-    @staticmethod
-    async def _wait(handle: RunHandle, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking as soon as the run ends (a Stop is seen at once)."""
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(handle.future)), seconds)
 
     def stop(self) -> None:
         """Cancel the run going on, if any; its workers stop, and nothing is added."""

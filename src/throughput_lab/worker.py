@@ -25,8 +25,10 @@ from typing import Any
 
 from .app_loader import FunctionInfo
 from .app_settings import THREAD_COUNT_SETTING, default_executor_threads, thread_count_from_setting
-from .instrument import LoopLagProbe, MeteredExecutor, StepTimer, current_invocation
+from .bindings import arguments, shown_value
+from .instrument import LoopLagProbe, MeteredExecutor, StepTimer
 from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
+from .invocation_logs import current_invocation, user_traceback
 
 
 class Worker:
@@ -53,16 +55,23 @@ class Worker:
         if self._loop is not loop:
             loop.set_default_executor(self.default_executor)
             self._loop = loop
-        current_invocation.set(record)
         req = request.to_request()  # decoded on the loop thread, as the worker does
-        kwargs = {fn.trigger_param: req} if fn.trigger_param else {}
+        kwargs, outs = arguments(fn, req, record.invocation_id)  # trigger, context, func.Out
+        # This task's context: its logging and its default-executor time land on the record.
+        current_invocation.set(record)
         record.submitted = clock()
         try:
+            if fn.unsupported:
+                raise RuntimeError(fn.unsupported)
             if fn.is_async:
                 call = self._run_async(fn, kwargs, record)
             else:
                 call = loop.run_in_executor(self.pool, self._run_sync, fn, kwargs, record)
             result = await asyncio.wait_for(call, self.timeout_s)
+            record.outputs = {name: shown_value(out.get()) for name, out in outs.items()}
+            if fn.http_output != "$return":  # v1: the response set on an http output binding
+                record.outputs.pop(fn.http_output, None)
+                result = outs[fn.http_output].get()
             # A trigger other than HTTP says how its function's return value is encoded.
             encode = getattr(request, "encode_return", HttpResponseFields.from_return)
             return encode(result)
@@ -70,6 +79,7 @@ class Worker:
             record.error = f"FunctionTimeout: {fn.name} ran longer than {self.timeout_s:g} s"
         except Exception as exc:  # the function failed: a 500 for this request only
             record.error = f"{type(exc).__name__}: {exc}"
+            record.traceback = user_traceback(exc)
         record.ended = record.ended or clock()
         return HttpResponseFields(500, record.error.encode())
 
@@ -85,6 +95,7 @@ class Worker:
 
     def _run_sync(self, fn: FunctionInfo, kwargs: dict, record: InvocationRecord) -> Any:
         record.started, record.thread = clock(), threading.current_thread().name
+        current_invocation.set(record)  # this pool thread's context, until its next invocation
         cpu0 = time.thread_time()
         try:
             return fn.func(**kwargs)

@@ -5,8 +5,13 @@ as ``spawn`` would, so nothing of a multi-threaded parent such as a notebook ker
 forked). Messages are pickled tuples on a ``multiprocessing.connection`` channel:
 
 host -> worker: ("invoke", InvocationRecord, HttpRequestFields) | ("stats",) | ("stop",)
-worker -> host: ("ready", info) | ("load_error", text) | ("result", record, response)
-                | ("stats", info)
+worker -> host: ("hello", pid) | ("ready", info) | ("load_error", text)
+                | ("result", record, response) | ("stats", info)
+
+The worker's stdin stays open to the host: a thread waits for its end of file, which comes
+when the host is gone however it went, and then ends the worker's whole process group.
+That thread does not need the event loop, so a handler that blocks the loop forever
+cannot keep the worker alive after its host.
 
 Messages are read on the event loop's thread when it is told the channel is readable (a
 thread on Windows, where the loop cannot watch a socket this way).
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
 import signal
 import socket
 import sys
@@ -26,10 +32,11 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
-from typing import Any
+from typing import Any, NoReturn
 
 from .app_loader import AppLoadError, FunctionInfo, load_app
 from .invocation import HttpRequestFields, InvocationRecord
+from .invocation_logs import capture_logs
 from .worker import Worker
 
 
@@ -64,9 +71,14 @@ async def serve(
     worker.lag.start()
     stopped = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
+    # Which worker model ran: the interpreter and the loop (uvloop on 3.13+).
+    runtime = {"python": platform.python_version(), "event_loop": event_loop_name(loop)}
 
     async def run(record: InvocationRecord, request: HttpRequestFields) -> None:
-        response = await worker.invoke(record, request)
+        try:
+            response = await worker.invoke(record, request)
+        except SystemExit as exc:  # uvloop (3.13+) does not stop its loop for it, asyncio does
+            exit_for(exc)
         record.pid, record.status = os.getpid(), response.status
         if response.status >= 400 and not record.error:  # the function's own error response
             record.error = f"HTTP {response.status}: {response.body[:200].decode(errors='replace')}"
@@ -91,6 +103,7 @@ async def serve(
                         "cpu_s": time.process_time(),
                         **_memory(),
                         "threads": threading.active_count(),
+                        **runtime,
                     },
                 )
             )
@@ -122,7 +135,7 @@ async def serve(
                 "pid": os.getpid(),
                 "threads": worker.threads,
                 "functions": [f.describe() for f in functions.values()],
-                "python": sys.version.split()[0],
+                **runtime,
             },
         )
     )
@@ -150,16 +163,66 @@ def connect_to_host(host: str, port: int, key: bytes) -> Connection:
     return conn
 
 
+def new_worker_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the real worker runs for this Python version.
+
+    From Python 3.13 the worker is a thin proxy that sets uvloop's event loop policy when
+    uvloop imports, and keeps asyncio's loop when it does not (no uvloop on Windows):
+    azure-functions-python-worker ``workers/proxy_worker/start_worker.py``. Below 3.13 the
+    worker runs asyncio's own loop.
+    """
+    if sys.version_info >= (3, 13):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def event_loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """'uvloop' or 'asyncio': the package whose loop runs the invocations."""
+    return type(loop).__module__.split(".")[0]
+
+
 def run_worker_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run a worker's loop to the end without waiting for threads stuck in user code.
 
     ``asyncio.run`` would join the default executor's threads; ``loop.close()`` does not.
     """
-    loop = asyncio.new_event_loop()
+    loop = new_worker_loop()
     try:
         loop.run_until_complete(main)
     finally:
         loop.close()
+
+
+def watch_host(stream: Any = None) -> None:
+    """End this worker's process group once the host is gone (EOF on stdin), on a thread."""
+
+    def watch() -> None:
+        source = stream if stream is not None else sys.stdin.buffer
+        with contextlib.suppress(OSError, ValueError):
+            while source.read(4096):
+                pass
+        leave(1)
+
+    threading.Thread(target=watch, name="host-watch", daemon=True).start()
+
+
+def leave(code: int) -> None:
+    """Exit now, and end every process a handler started (this worker leads its group)."""
+    if hasattr(os, "killpg") and os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)  # this process included
+    os._exit(code)
+
+
+def exit_for(exc: SystemExit) -> NoReturn:
+    """A function called sys.exit(): the worker process ends with its code, as in Azure."""
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    print(f"a function called sys.exit({exc.code!r}): the worker process exits", flush=True)
+    os._exit(code)  # the host reports the code, then ends the group
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,19 +232,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", required=True)
     parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--capture-logs", action="store_true")
     args = parser.parse_args(argv)
-    host, port, key = sys.stdin.readline().split()
+    if args.capture_logs:
+        capture_logs()
+    stdin = sys.stdin.buffer
+    host, port, key = stdin.readline().decode().split()
+    watch_host(stdin)
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
+    conn.send(("hello", os.getpid()))
     try:
         functions = load_app(args.app)
     except AppLoadError as exc:
         conn.send(("load_error", str(exc)))
         conn.close()
         os._exit(0)
-    run_worker_loop(serve(conn, functions, args.timeout))
-    # Pool threads may still be blocked in user code (requests.get, time.sleep):
-    # a normal interpreter exit would wait for them.
-    os._exit(0)
+    try:
+        run_worker_loop(serve(conn, functions, args.timeout))
+    except SystemExit as exc:
+        exit_for(exc)
+    # Stopped, or the channel closed (the host may be gone: no one else would end the group).
+    # os._exit: pool threads may still be blocked in user code (requests.get, time.sleep),
+    # and a normal interpreter exit would wait for them.
+    leave(0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ worker's ONE ThreadPoolExecutor with ``loop.run_in_executor``. The pool comes fr
 environment. No host, no gRPC: just the code that decides how invocations overlap.
 
 Both sides get the same treatment: a fresh event loop on a thread of its own (so this also
-works inside a notebook, whose kernel loop is already running), the same function app
+works inside a notebook, whose kernel loop is already running) of the kind the real worker
+runs on this Python (uvloop's from 3.13, see ``worker_event_loop``), the same function app
 loaded by each side's own loader, then N invocations created as tasks at once (the worker
 makes each message from the host a task) and the time from the first dispatch to the last
 completion. A third side, optional, sends the burst through ``throughput_lab.Host`` to a
@@ -46,12 +47,17 @@ SCRIPT = APP_FOLDER / "function_app.py"
 THREAD_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 TOLERANCE = 0.15  # engine and Microsoft's code agree within 15% in every case
 RUNTIME_VERSION = "1.3.0"
-# It declares Python >= 3.13; its dispatch path imports and runs on 3.10-3.12 as well, and
-# needs nothing beyond azure-functions (already in the workbook), hence --no-deps.
 RUNTIME_PACKAGES = (
     f"azure-functions-runtime=={RUNTIME_VERSION} azurefunctions-extensions-base==1.2.0"
 )
-RUNTIME_INSTALL = f"python -m pip install --no-deps --ignore-requires-python {RUNTIME_PACKAGES}"
+# It declares Python >= 3.13, where it installs as any package does. Its dispatch path also
+# imports and runs on 3.10-3.12 and needs nothing beyond azure-functions (already in the
+# workbook), so there it goes in with --no-deps --ignore-requires-python.
+RUNTIME_INSTALL = (
+    f"python -m pip install {RUNTIME_PACKAGES}"
+    if sys.version_info >= (3, 13)
+    else f"python -m pip install --no-deps --ignore-requires-python {RUNTIME_PACKAGES}"
+)
 
 # The protobuf enum values that indexing compares bindings with (the worker's gRPC
 # BindingInfo: direction in=0, out=1, inout=2; data type undefined=0). Only these are read.
@@ -223,12 +229,29 @@ def app_folder_importable() -> Iterator[None]:
             sys.modules["function_app"] = saved_module
 
 
+def worker_event_loop() -> asyncio.AbstractEventLoop:
+    """A new loop of the kind Microsoft's worker runs on this Python.
+
+    From 3.13 the worker is ``proxy_worker``, whose ``start_worker.py`` sets uvloop's event
+    loop policy when uvloop imports (and keeps asyncio's otherwise); older workers run
+    asyncio's loop. Decided here from the worker's source, not from the engine's choice.
+    """
+    if sys.version_info >= (3, 13):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def run_on_fresh_loop(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main()`` on a new event loop in a new thread and return its result."""
+    """Run ``main()`` on a new worker-kind event loop in a new thread; return its result."""
     outcome: dict[str, Any] = {}
 
     def target() -> None:
-        loop = asyncio.new_event_loop()
+        loop = worker_event_loop()
         try:
             outcome["value"] = loop.run_until_complete(main())
         except BaseException as exc:
