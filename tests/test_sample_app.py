@@ -296,9 +296,11 @@ def test_every_function_runs_under_load_without_errors():
 
 
 def thread_speedups(lab: Lab) -> dict[str, float]:
-    """Throughput with 2 pool threads / with 1, in one worker process, for both CPU kinds."""
+    """Throughput with 2 pool threads / with 1, in one worker process, for both CPU kinds,
+    and ``allowed``: what the cores left free by other programs allowed 2 threads (<= 2)."""
     work = {"cpu_native": {"mb": "48"}, "cpu_bound": {"iterations": "300000"}}  # ~30 ms each
     rps: dict[tuple[str, int], float] = {}
+    free = []
     for threads in (1, 2):
         for name, params in work.items():
             result = lab.run(
@@ -306,28 +308,38 @@ def thread_speedups(lab: Lab) -> dict[str, float]:
             )
             assert result.summary.errors == 0, result.summary.error_samples
             rps[name, threads] = result.summary.throughput_rps
-    return {name: rps[name, 2] / rps[name, 1] for name in work}
+            if threads == 2:
+                free.append(result.summary.free_cores)
+    speedups = {name: rps[name, 2] / rps[name, 1] for name in work}
+    return {**speedups, "allowed": max(1.0, min(2.0, *free))}
 
 
 @pytest.mark.timing
 def test_native_code_scales_with_threads_where_pure_python_cannot():
-    """cpu_native (hashlib releases the GIL) >= 1.5x with 2 threads; cpu_bound <= 1.25x.
+    """cpu_native (hashlib releases the GIL) gains >= 0.75 of what the free cores allow with
+    2 threads (1.5x on 2 free cores); cpu_bound <= 1.25x.
 
     Both are measured in this one run, on the same machine. Other load on a small machine
     can slow any single measurement (and so push a ratio either way), so up to 3 attempts
-    are made and the best ratio of each counts; the thresholds never move.
+    are made and the best ratio of each counts; the thresholds never move. With fewer than
+    1.5 free cores (one core, or one kept busy) the contrast cannot show: skipped, saying so.
     """
     attempts = []
     with Lab(APP, upstream_delay_ms=1) as lab:
         for _ in range(3):
             attempts.append(thread_speedups(lab))
+            allowed = max(a["allowed"] for a in attempts)
             native = max(a["cpu_native"] for a in attempts)
             pure = min(a["cpu_bound"] for a in attempts)
-            if native >= 1.5 and pure <= 1.25:
+            if allowed >= 1.5 and native >= 0.75 * allowed and pure <= 1.25:
                 break
     report = "; ".join(
-        f"cpu_native {a['cpu_native']:.2f}x, cpu_bound {a['cpu_bound']:.2f}x" for a in attempts
+        f"cpu_native {a['cpu_native']:.2f}x, cpu_bound {a['cpu_bound']:.2f}x, free cores "
+        f"allowed {a['allowed']:.2f}x"
+        for a in attempts
     )
     print(f"2 threads / 1 thread in one worker: {report}")
-    assert native >= 1.5, f"native code did not scale with threads: {report}"
+    if allowed < 1.5:
+        pytest.skip(f"2 threads need 2 free cores to show the GIL's effect: {report}")
+    assert native >= 0.75 * allowed, f"native code did not scale with threads: {report}"
     assert pure <= 1.25, f"pure Python scaled with threads?: {report}"
