@@ -27,13 +27,15 @@ from typing import Any
 
 import azure.functions as func
 
+from .learner_errors import LearnerError
+
 SCRIPT_FILE = "function_app.py"
 FUNCTION_JSON = "function.json"
 V1_PACKAGE = "__app__"  # the worker's package name for a v1 app's folder
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
-class AppLoadError(Exception):
+class AppLoadError(LearnerError):
     """The function app could not be found, imported or indexed."""
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from .learner_errors import LearnerError
+
 # The well-known development account every Storage SDK and Azurite share (public, not a
 # secret: Learn "Use the Azurite emulator", connection strings).
 ACCOUNT = "devstoreaccount1"
@@ -44,7 +46,7 @@ _GUARD = (
 )
 
 
-class AzuriteNotFoundError(RuntimeError):
+class AzuriteNotFoundError(LearnerError, RuntimeError):
     """No azurite-queue executable: say how to get one."""
 
 

@@ -56,6 +56,7 @@ from azure.storage.queue import QueueMessage as StorageQueueMessage
 
 from .host import Host
 from .invocation import HttpResponseFields, InvocationRecord, clock
+from .learner_errors import LearnerError
 from .queue_message import QueueMessageFields
 
 MAX_BATCH_SIZE = 32  # QueuesOptions.MaxBatchSize: the queue service's limit per call
@@ -64,7 +65,7 @@ LISTENER_VISIBILITY_S = 600  # QueueListener: fetched messages stay invisible 10
 POISON_SUFFIX = "-poison"
 
 
-class QueueSettingError(ValueError):
+class QueueSettingError(LearnerError, ValueError):
     """A host.json queues setting outside what the extension accepts."""
 
 
