@@ -101,7 +101,7 @@ class DrainResult:
         held = f"; held back by {s.limited_by}" if s.limited_by else ""
         return (
             f"{s.function}: {s.throughput_rps:.1f} ± {s.throughput_error_rps:.1f} messages/s "
-            f"(ideal {s.ideal_rps:.1f} ± {s.ideal_error_rps:.1f}, {s.efficiency:.0%}; "
+            f"(ideal {s.ideal_rps:.1f} ± {s.ideal_error_rps:.1f}, {s.efficiency_text()}; "
             f"limit: {s.bottleneck}{held}) - {len(self.messages)} messages, {self.poison} "
             f"poison, {self.retries} retries; batchSize {self.options.batch_size}, "
             f"newBatchThreshold {self.options.threshold} (at most "
