@@ -45,14 +45,20 @@ quietly = if ! $(1) >$(VENV)/install.log 2>&1; then \
 		'$(subst ','\'',$(strip $(1)))' >&2; \
 	exit 1; fi
 
-.PHONY: help lab test test-all book book-test clean
+# Azurite, the storage emulator queue triggers run against (notebook 11, its tests): the npm
+# package pinned in .azurite/package.json and its lock file, installed with npm ci.
+AZURITE := .azurite/node_modules/.installed
+NO_NODE := "make: npm (Node.js 18 or newer) is needed for Azurite, the queue emulator of \
+notebook 11: https://nodejs.org, or conda install -c conda-forge nodejs"
+
+.PHONY: help lab test test-all book book-test clean azurite-if-node
 
 help:
 	@echo "make lab    install into $(VENV) and open JupyterLab at $(NOTEBOOK)"
 	@echo "make test   install into $(VENV) with the test extras, run ruff, then pytest"
 	@echo "make test-all  make test on each of $(CI_PYTHONS), then make book-test (what CI runs)"
 	@echo "make book   execute the notebooks (or reuse the tests' executed copies), build the site"
-	@echo "make clean  remove $(VENV) (start over, e.g. after changing PYTHON)"
+	@echo "make clean  remove $(VENV) and .azurite/node_modules (start over, e.g. after changing PYTHON)"
 
 # A $(VENV) made by another Python would quietly stand in for the PYTHON asked for.
 same_python = @if [ "$(origin PYTHON)" = "command line" ]; then \
@@ -61,12 +67,12 @@ same_python = @if [ "$(origin PYTHON)" = "command line" ]; then \
 	[ "$$want" = "$$have" ] || { echo "make: $(VENV) runs Python $$have, not $(PYTHON) ($$want)." \
 		"Start over with make clean, or keep both: VENV=.venv-$${want%.*}" >&2; exit 1; }; fi
 
-lab: $(VENV)/.installed-lab
+lab: $(VENV)/.installed-lab azurite-if-node
 	$(same_python)
 	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(AZURITE)
 	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m pytest $(PYTEST_ARGS)
@@ -87,7 +93,7 @@ test-all:
 
 # Notebooks the tests executed (build/executed/, still matching the stored notebook) are
 # published as they are; any other notebook is executed here first.
-book: $(VENV)/.installed-book
+book: $(VENV)/.installed-book azurite-if-node
 	$(same_python)
 	$(VPY) book/build.py
 
@@ -96,7 +102,17 @@ book-test: book $(VENV)/.installed-test
 	THROUGHPUT_LAB_SITE="$(CURDIR)/build/book/html" $(VPY) -m pytest tests/test_site.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .azurite/node_modules
+
+$(AZURITE): .azurite/package.json .azurite/package-lock.json | $(VPY)
+	@command -v npm >/dev/null || { echo $(NO_NODE) >&2; exit 1; }
+	@echo "Installing Azurite into .azurite with npm (quiet)"; \
+	$(call quietly,npm ci --prefix .azurite --no-audit --no-fund) && touch $@
+
+# make lab works without Node.js: only notebook 11 needs it, and says so.
+azurite-if-node:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(AZURITE); \
+	else echo $(NO_NODE) >&2; fi
 
 # Azure Functions runs Python 3.10-3.14 (Learn's supported-languages table).
 $(VPY):

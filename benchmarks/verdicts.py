@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from exercise_07_mixed_settings import ex07  # noqa: E402
 from exercise_08_instances import ex08  # noqa: E402
 from exercises import ex00, ex01, ex02, ex03, ex04  # noqa: E402
 
-from throughput_lab import MAX_PROCESSES, Lab  # noqa: E402
+from throughput_lab import MAX_PROCESSES, Lab, available_cores  # noqa: E402
 
 
 # The notebooks' starting answers, which the checks must reject.
@@ -74,6 +75,19 @@ async def own_executor(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps([r.status_code for r in responses]))
 
 
+def wrong_mixed_settings() -> list[dict[str, int]]:
+    """07's wrong answers on this machine: what is wrong depends on its cores (on one core,
+    1 process x 16 threads is the right answer)."""
+    cores = max(1, math.ceil(available_cores()))
+    wrong = [
+        dict(processes=cores + 1, threads=math.ceil(16 / (cores + 1))),  # a process too many
+        dict(processes=cores, threads=2),  # too few threads for the waiting part
+    ]
+    if cores > 1:
+        wrong.append(dict(processes=1, threads=16))  # the GIL's mistake: one process
+    return wrong
+
+
 Maker = Callable[[Lab], Any]
 EXERCISES: dict[str, tuple[Maker, list[Any]]] = {
     "00 hello": (ex00, [hello]),
@@ -84,7 +98,7 @@ EXERCISES: dict[str, tuple[Maker, list[Any]]] = {
     "04 fix_executor": (lambda lab: ex04(lab)[1], [blocking]),
     "05 own_executor": (ex05, [own_executor]),
     "06 processes": (ex06, [MAX_PROCESSES]),
-    "07 mixed_settings": (ex07, [dict(processes=1, threads=16)]),
+    "07 mixed_settings": (ex07, wrong_mixed_settings()),
     "08 instances": (ex08, [500, 1]),
 }
 

@@ -42,6 +42,29 @@ def every_thread_used(slack: int = 1) -> Criterion:
     )
 
 
+def threads_hold_every_request(margin: float = 0.9) -> Criterion:
+    """The pool, not the requests in flight, must never be what limits: both bounds divide
+    by the same measured time, so their ratio is threads x processes / requests in flight,
+    whatever else the machine is doing (a busy CPU can hide a small pool behind its own
+    limit, so the throughput alone cannot show it)."""
+
+    def test(e: Evidence) -> tuple[bool, str]:
+        bounds = e.summary.bounds
+        pool, in_flight = bounds.get("thread pool", 0.0), bounds.get("requests in flight", 0.0)
+        ratio = pool / in_flight if in_flight else 0.0
+        slots = (e.summary.threads or 0) * (e.summary.processes or 0)
+        return ratio >= margin, (
+            f"{slots} pool threads in all for {e.summary.concurrency} requests in flight: the "
+            f"pool allows {pool:.0f} req/s, the requests in flight {in_flight:.0f} req/s"
+        )
+
+    return Criterion(
+        "a pool thread for every request in flight",
+        test,
+        "each request holds a pool thread while it waits for the upstream",
+    )
+
+
 def ex07(lab: Lab) -> Exercise:
     def run(lab: Lab, settings: dict) -> RunResult:
         return lab.run(
@@ -66,6 +89,7 @@ def ex07(lab: Lab) -> Exercise:
                 0.6, "the CPU part needs a process per core (GIL); the waiting part needs threads"
             ),
             one_process_per_core(),
+            threads_hold_every_request(),
             every_thread_used(),
         ],
         hints=[

@@ -235,3 +235,43 @@ def mixed(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(
         {"iterations": iterations, "pi": pi, "upstream_status": response.status_code}
     )
+
+
+# -- Queue-triggered ----------------------------------------------------------------------
+# The host, not the worker, polls the queue: host.json's extensions.queues (batchSize,
+# newBatchThreshold) decides how many messages reach the worker at once. Locally the
+# connection AzureWebJobsStorage points at Azurite (UseDevelopmentStorage=true).
+
+
+def queue_work(msg: func.QueueMessage) -> int:
+    """The message's work item: JSON like {"n": 7}. A body that is not raises, so the
+    host retries the message and, after maxDequeueCount tries, moves it to the poison queue.
+    """
+    item = json.loads(msg.get_body())
+    if not isinstance(item, dict) or not isinstance(item.get("n"), int):
+        raise ValueError('a work item is JSON like {"n": 7}')
+    return item["n"]
+
+
+@app.queue_trigger(arg_name="msg", queue_name="work-sync", connection="AzureWebJobsStorage")
+def queue_sync_io(msg: func.QueueMessage) -> None:
+    """``sync_io`` for a queue message: a plain ``def`` that waits with ``requests.get``.
+
+    Teaches: no more of these run at once than batchSize + newBatchThreshold, however many
+    threads the pool has. Notebook 11_queue_triggers.
+    """
+    queue_work(msg)
+    requests.get(upstream_url(), timeout=UPSTREAM_TIMEOUT_S).raise_for_status()
+
+
+@app.queue_trigger(arg_name="msg", queue_name="work-async", connection="AzureWebJobsStorage")
+async def queue_async_io(msg: func.QueueMessage) -> None:
+    """``async_io`` for a queue message: awaits the upstream with aiohttp.
+
+    Teaches: on the event loop it needs no threads, so only batchSize and
+    newBatchThreshold bound it. Notebook 11_queue_triggers.
+    """
+    queue_work(msg)
+    async with client_session().get(upstream_url()) as response:
+        await response.read()
+        response.raise_for_status()

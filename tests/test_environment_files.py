@@ -42,6 +42,8 @@ CONDA_FORGE_NAMES = {
 }
 # Runtime dependencies that conda-forge does not carry: they belong in the pip section.
 PIP_ONLY = {"azure-functions"}
+# Conda packages that are not Python packages, so pyproject.toml cannot list them.
+NOT_PYTHON = {"nodejs"}  # runs Azurite, the queue emulator (Makefile installs it with npm)
 # conda and Binder run the 3.13+ worker model: azure-functions 2.x, uvloop.
 PYTHON_PIN = "3.13"
 PROJECT_INSTALL_LINES = {".", "-e ."}
@@ -133,7 +135,7 @@ def _packages(path: Path) -> dict[str, SpecifierSet]:
     conda_to_pypi = {v: k for k, v in CONDA_FORGE_NAMES.items()}
     packages: dict[str, SpecifierSet] = {}
     for name, spec in conda.items():
-        if name in ("python", "pip"):
+        if name in ("python", "pip") or name in NOT_PYTHON:
             continue
         pypi = canonicalize_name(conda_to_pypi.get(name, name))
         assert pypi not in PIP_ONLY, f"{path.name}: {pypi} is not on conda-forge; list it under pip"
@@ -317,3 +319,14 @@ def test_readme_binder_badge_target_exists() -> None:
         assert target.is_file(), (
             f"the Binder badge opens {target.relative_to(ROOT)}, which is missing"
         )
+
+
+@pytest.mark.parametrize("path", [ENVIRONMENT, BINDER_ENVIRONMENT], ids=lambda p: p.name)
+def test_environment_has_node_for_azurite(path: Path) -> None:
+    conda, _ = _split_env(path)
+    assert "nodejs" in conda, f"{path.name}: Azurite (notebook 11) needs conda-forge's nodejs"
+
+
+def test_binder_installs_azurite_from_its_lock_file() -> None:
+    assert (ROOT / ".azurite" / "package-lock.json").is_file()
+    assert any(c.startswith("npm ci --prefix .azurite") for c in _commands(POSTBUILD))

@@ -92,3 +92,26 @@ def test_a_run_far_under_its_ideal_names_what_held_it_back():
     on_target = summarize(records, processes=1, threads=4, ideal=Ideal(5.2, "x"), **common)
     assert on_target.limited_by == ""
     assert "± " in on_target.line()
+
+
+def test_a_run_over_its_ideal_says_so_only_within_the_error_of_both():
+    import dataclasses
+
+    from throughput_lab.metrics import Ideal, summarize
+
+    records = [_record(200, 190, 180)] * 20
+    common = dict(function="cpu_bound", concurrency=4, elapsed_s=4.0, startup_s=0.0, service_s=0.19)
+    s = summarize(records, processes=1, threads=4, ideal=Ideal(4.5, "x"), **common)
+    near = dataclasses.replace(
+        s,
+        throughput_rps=5.0,
+        throughput_error_rps=0.2,
+        ideal_rps=4.3,
+        ideal_error_rps=0.4,
+        efficiency=5.0 / 4.3,
+    )
+    assert "116%, equal within the ±" in near.line()
+    far = dataclasses.replace(near, ideal_error_rps=0.1)  # 0.7 apart, 2 x 0.22 allowed
+    assert "116%;" in far.line() and "equal within" not in far.line()
+    under = dataclasses.replace(near, throughput_rps=4.0, efficiency=4.0 / 4.3)
+    assert "93%;" in under.line()

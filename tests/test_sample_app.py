@@ -33,6 +33,8 @@ FUNCTIONS = {
     "slow_upstream": True,
     "mixed": False,
 }
+# Queue-triggered (notebook 11): name -> (is async, queue name)
+QUEUE_FUNCTIONS = {"queue_sync_io": (False, "work-sync"), "queue_async_io": (True, "work-async")}
 CHUNK = bytes(range(256)) * 4096  # the 1 MiB cpu_native hashes, once per MiB asked for
 
 
@@ -101,8 +103,9 @@ def test_app_indexes_with_azure_functions_get_functions():
     spec = importlib.util.spec_from_file_location("sample_app_under_test", APP / "function_app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    functions = {f.get_function_name(): f for f in module.app.get_functions()}
-    assert set(functions) == set(FUNCTIONS)
+    every = {f.get_function_name(): f for f in module.app.get_functions()}
+    assert set(every) == set(FUNCTIONS) | set(QUEUE_FUNCTIONS)
+    functions = {n: f for n, f in every.items() if n in FUNCTIONS}
     for name, fn in functions.items():
         assert fn.is_http_function(), name
         trigger = fn.get_trigger()
@@ -116,8 +119,22 @@ def test_app_indexes_with_azure_functions_get_functions():
 
 def test_engine_indexes_the_same_functions():
     functions = load_app(APP)
-    assert {n: f.is_async for n, f in functions.items()} == FUNCTIONS
-    assert {f.auth_level for f in functions.values()} == {"FUNCTION"}
+    http = {n: f for n, f in functions.items() if f.is_http}
+    assert {n: f.is_async for n, f in http.items()} == FUNCTIONS
+    assert {f.auth_level for f in http.values()} == {"FUNCTION"}
+    queued = {n: (f.is_async, f.queue) for n, f in functions.items() if not f.is_http}
+    assert queued == QUEUE_FUNCTIONS
+
+
+def test_queue_functions_bind_to_azure_web_jobs_storage():
+    spec = importlib.util.spec_from_file_location("sample_app_queue", APP / "function_app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for fn in module.app.get_functions():
+        if fn.get_function_name() in QUEUE_FUNCTIONS:
+            binding = json.loads(fn.get_function_json())["bindings"][0]
+            assert binding["type"] == "queueTrigger"
+            assert binding["connection"] == "AzureWebJobsStorage"
 
 
 def test_host_json_and_requirements():
@@ -279,9 +296,11 @@ def test_every_function_runs_under_load_without_errors():
 
 
 def thread_speedups(lab: Lab) -> dict[str, float]:
-    """Throughput with 2 pool threads / with 1, in one worker process, for both CPU kinds."""
+    """Throughput with 2 pool threads / with 1, in one worker process, for both CPU kinds,
+    and ``allowed``: what the cores left free by other programs allowed 2 threads (<= 2)."""
     work = {"cpu_native": {"mb": "48"}, "cpu_bound": {"iterations": "300000"}}  # ~30 ms each
     rps: dict[tuple[str, int], float] = {}
+    free = []
     for threads in (1, 2):
         for name, params in work.items():
             result = lab.run(
@@ -289,28 +308,38 @@ def thread_speedups(lab: Lab) -> dict[str, float]:
             )
             assert result.summary.errors == 0, result.summary.error_samples
             rps[name, threads] = result.summary.throughput_rps
-    return {name: rps[name, 2] / rps[name, 1] for name in work}
+            if threads == 2:
+                free.append(result.summary.free_cores)
+    speedups = {name: rps[name, 2] / rps[name, 1] for name in work}
+    return {**speedups, "allowed": max(1.0, min(2.0, *free))}
 
 
 @pytest.mark.timing
 def test_native_code_scales_with_threads_where_pure_python_cannot():
-    """cpu_native (hashlib releases the GIL) >= 1.5x with 2 threads; cpu_bound <= 1.25x.
+    """cpu_native (hashlib releases the GIL) gains >= 0.75 of what the free cores allow with
+    2 threads (1.5x on 2 free cores); cpu_bound <= 1.25x.
 
     Both are measured in this one run, on the same machine. Other load on a small machine
     can slow any single measurement (and so push a ratio either way), so up to 3 attempts
-    are made and the best ratio of each counts; the thresholds never move.
+    are made and the best ratio of each counts; the thresholds never move. With fewer than
+    1.5 free cores (one core, or one kept busy) the contrast cannot show: skipped, saying so.
     """
     attempts = []
     with Lab(APP, upstream_delay_ms=1) as lab:
         for _ in range(3):
             attempts.append(thread_speedups(lab))
+            allowed = max(a["allowed"] for a in attempts)
             native = max(a["cpu_native"] for a in attempts)
             pure = min(a["cpu_bound"] for a in attempts)
-            if native >= 1.5 and pure <= 1.25:
+            if allowed >= 1.5 and native >= 0.75 * allowed and pure <= 1.25:
                 break
     report = "; ".join(
-        f"cpu_native {a['cpu_native']:.2f}x, cpu_bound {a['cpu_bound']:.2f}x" for a in attempts
+        f"cpu_native {a['cpu_native']:.2f}x, cpu_bound {a['cpu_bound']:.2f}x, free cores "
+        f"allowed {a['allowed']:.2f}x"
+        for a in attempts
     )
     print(f"2 threads / 1 thread in one worker: {report}")
-    assert native >= 1.5, f"native code did not scale with threads: {report}"
+    if allowed < 1.5:
+        pytest.skip(f"2 threads need 2 free cores to show the GIL's effect: {report}")
+    assert native >= 0.75 * allowed, f"native code did not scale with threads: {report}"
     assert pure <= 1.25, f"pure Python scaled with threads?: {report}"

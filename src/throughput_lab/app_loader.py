@@ -27,13 +27,15 @@ from typing import Any
 
 import azure.functions as func
 
+from .learner_errors import LearnerError
+
 SCRIPT_FILE = "function_app.py"
 FUNCTION_JSON = "function.json"
 V1_PACKAGE = "__app__"  # the worker's package name for a v1 app's folder
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
-class AppLoadError(Exception):
+class AppLoadError(LearnerError):
     """The function app could not be found, imported or indexed."""
 
 
@@ -55,6 +57,7 @@ class FunctionInfo:
     http_output: str = "$return"  # where the HTTP response comes from: return value or an Out
     unsupported: str | None = None  # why the engine cannot call it, e.g. an input binding
     directory: str = ""  # the function's folder, for ``context.function_directory``
+    queue: str | None = None  # a queue trigger's queue name
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -68,6 +71,7 @@ class FunctionInfo:
             "trigger_type": self.trigger_type,
             "outputs": [list(o) for o in self.outputs],
             "unsupported": self.unsupported,
+            "queue": self.queue,
         }
 
     @classmethod
@@ -160,6 +164,7 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         context_param=_context_param(user_function, bound),
         outputs=outputs,
         unsupported=_unsupported_inputs(name, inputs),
+        queue=getattr(trigger, "queue_name", None),
     )
 
 
@@ -271,6 +276,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
     if not callable(user_function):
         raise AppLoadError(f"function {name!r}: {script} has no function {entry}()")
     is_http = str(trigger.get("type")).lower() == "httptrigger"
+    is_queue = str(trigger.get("type")).lower() == "queuetrigger"
     others = [b for b in bindings if b is not trigger]
     outs = [b for b in others if str(b.get("direction", "")).lower() == "out"]
     http_outs = [b["name"] for b in outs if str(b.get("type")).lower() == "http"]
@@ -298,6 +304,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         http_output=http_outs[0] if http_outs else "$return",
         unsupported=_unsupported_inputs(name, inputs),
         directory=str(config_file.parent),
+        queue=trigger.get("queueName") if is_queue else None,
     )
 
 

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from .learner_errors import LearnerError
+
 THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 PROCESS_COUNT_SETTING = "FUNCTIONS_WORKER_PROCESS_COUNT"
 UPSTREAM_URL_SETTING = "UPSTREAM_URL"
@@ -29,7 +31,7 @@ DEFAULT_THREADS: int | None = None  # Python 3.9+: ThreadPoolExecutor's own defa
 log = logging.getLogger("throughput_lab")
 
 
-class SettingError(ValueError):
+class SettingError(LearnerError, ValueError):
     """An app setting or flag outside what the platform accepts."""
 
 

@@ -30,6 +30,7 @@ from .app_settings import (
     check_threads_flag,
     processes_from_setting,
 )
+from .drain import add_queue_options, bench_queue
 from .host import Host
 from .lab import DEFAULT_TIMEOUT_S, Lab, function_timeout_s
 from .metrics import Summary
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--function", help="function name (with --app)")
     bench.add_argument("--url", help="measure a live HTTP endpoint instead")
     load_options(bench)
+    add_queue_options(bench)
 
     sweep = commands.add_parser("sweep", help="a grid of thread counts x process counts")
     app_options(sweep, threads_list=True)
@@ -318,6 +320,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 headers=request["headers"],
             )
         _emit(summary, args.json)
+        return 0
+    if args.messages is not None:  # a queue-triggered function: drain a queue
+        if not args.function:
+            raise UsageError("bench --messages needs --function NAME (a queue-triggered function)")
+        result = bench_queue(args, _processes(args.processes), _app(args.app))
+        print(json.dumps(result.as_dict()) if args.json else result.line())
         return 0
     if not args.function and not args.path:
         raise UsageError(

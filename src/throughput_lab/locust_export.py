@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from .learner_errors import LearnerError
 from .remote import KEY_VARIABLE
 
 KEY_HEADER = "x-functions-key"
@@ -51,7 +52,7 @@ INSTALL_HINT = (
 _TEST_ID = re.compile(r"[a-z0-9_-]{2,50}")
 
 
-class LocustMissingError(RuntimeError):
+class LocustMissingError(LearnerError, RuntimeError):
     """Locust is not installed in this environment."""
 
 

@@ -8,7 +8,9 @@ every limit the worker model puts on a run, each "so many at once / seconds each
 - the event loop (``async def``): P loops / time an invocation holds its loop;
 - asyncio's default executor (``run_in_executor(None, ...)``): P x its threads / thread
   time each invocation uses there;
-- the CPU: the cores free during the run / CPU seconds each invocation's code needs.
+- the CPU: the cores free during the run / CPU seconds each invocation's code needs;
+- a queue trigger's listener (host.json ``extensions.queues``): batchSize +
+  newBatchThreshold messages at once per instance / the time each takes.
 
 What each invocation needs (``Demand``) is measured on invocations run alone, and in the
 run itself where it was lower (a machine is never faster alone than under load by
@@ -85,9 +87,16 @@ class Demand:
         )
 
     def ideal(
-        self, *, concurrency: int, processes: int, pool_threads: int | None, cores: float
+        self,
+        *,
+        concurrency: int,
+        processes: int,
+        pool_threads: int | None,
+        cores: float,
+        queue_batch: int | None = None,
     ) -> Ideal:
-        """The ideal for this demand: ``pool_threads`` per process for ``def``, else None."""
+        """The ideal for this demand: ``pool_threads`` per process for ``def``, else None;
+        ``queue_batch`` the most messages a queue listener runs at once."""
         return ideal_throughput(
             concurrency,
             self.service_s,
@@ -100,6 +109,7 @@ class Demand:
             executor_threads=default_executor_threads(),
             executor_s=self.executor_s,
             spread=self.spread,
+            queue_batch=queue_batch,
         )
 
 
@@ -124,6 +134,7 @@ def ideal_throughput(
     executor_threads: int | None = None,
     executor_s: float = 0.0,
     spread: float = 0.0,
+    queue_batch: int | None = None,
 ) -> Ideal:
     """The least of every limit on C in flight (see the module's docstring).
 
@@ -141,6 +152,8 @@ def ideal_throughput(
         bounds["asyncio's default executor"] = processes * executor_threads / executor_s
     if cores and cpu_s > 0:
         bounds["CPU cores"] = cores / cpu_s
+    if queue_batch is not None:
+        bounds["queue batch"] = queue_batch / service_s
     bottleneck = min(bounds, key=lambda k: bounds[k])
     rps = bounds[bottleneck]
     return Ideal(rps, bottleneck, bounds, rps * spread)
@@ -207,13 +220,29 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def efficiency_text(self) -> str:
+        """``87%``; over 100% only within the ± of both figures, and then it says so.
+
+        Both the rate and the ideal are measured (the ideal from times alone and the free
+        cores), so on a busy machine a run can land above its ideal by chance, never by more
+        than twice their combined ± (anything beyond is a fault of the model, shown as is).
+        """
+        text = f"{self.efficiency:.0%}"
+        if self.efficiency > 1 and self.within_error_of_ideal():
+            text += ", equal within the ±"
+        return text
+
+    def within_error_of_ideal(self) -> bool:
+        gap = abs(self.throughput_rps - self.ideal_rps)
+        return gap <= 2 * math.hypot(self.throughput_error_rps, self.ideal_error_rps)
+
     def line(self) -> str:
         """One line a learner can read under a plot."""
         held = f"; held back by {self.limited_by}" if self.limited_by else ""
         cores = f", {self.free_cores:.1f} of {self.cores:g} cores free" if self.cores else ""
         return (
             f"{self.function}: {self.throughput_rps:.1f} ± {self.throughput_error_rps:.1f} req/s "
-            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency:.0%}; "
+            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
             f"limit: {self.bottleneck}{held}), "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
             f"{self.errors} errors - {self.settings_text()}{self.concurrency} in flight{cores}"

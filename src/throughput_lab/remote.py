@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from .invocation import InvocationRecord
+from .learner_errors import LearnerError
 from .load import closed_loop, url_sender
 from .metrics import Summary, ideal_throughput, summarize
 
@@ -31,7 +32,7 @@ KEY_PARAM = "code"  # the query parameter that carries a function key
 MASK = "***"
 
 
-class UnreachableError(RuntimeError):
+class UnreachableError(LearnerError, RuntimeError):
     """The endpoint could not be reached at all."""
 
 

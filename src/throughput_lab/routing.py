@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .invocation import HttpRequestFields
+from .learner_errors import LearnerError
 
 DEFAULT_ROUTE_PREFIX = "api"
 _INT32, _INT64 = 2**31, 2**63
@@ -34,7 +35,7 @@ _GUID = re.compile(
 )
 
 
-class RouteError(ValueError):
+class RouteError(LearnerError, ValueError):
     """A route template the host would refuse at start."""
 
 

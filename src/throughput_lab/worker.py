@@ -72,7 +72,9 @@ class Worker:
             if fn.http_output != "$return":  # v1: the response set on an http output binding
                 record.outputs.pop(fn.http_output, None)
                 result = outs[fn.http_output].get()
-            return HttpResponseFields.from_return(result)
+            # A trigger other than HTTP says how its function's return value is encoded.
+            encode = getattr(request, "encode_return", HttpResponseFields.from_return)
+            return encode(result)
         except asyncio.TimeoutError:
             record.error = f"FunctionTimeout: {fn.name} ran longer than {self.timeout_s:g} s"
         except Exception as exc:  # the function failed: a 500 for this request only

@@ -1,0 +1,208 @@
+"""Azurite, the Azure Storage emulator Core Tools uses locally, as a process the lab owns.
+
+Locally a queue-triggered app runs against Azurite (``AzureWebJobsStorage`` set to
+``UseDevelopmentStorage=true``; Learn: "Use Azurite emulator for local Azure Storage
+development"). The lab starts only its queue service (``azurite-queue``) on 127.0.0.1, on
+a free port, with its data in memory (its working folder a temporary one), and stops it
+with the lab: on close, on an error, on Ctrl-C (it runs in its own session, so a
+terminal's Ctrl-C reaches only the lab, which then stops it), at interpreter exit, and
+when the lab's process ends any other way (it exits when its stdin from the lab closes).
+
+The npm package is installed by ``make`` into ``.azurite/`` (pinned there, with its lock
+file); nothing is downloaded at run time. ``AZURITE_QUEUE`` may name another executable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from .learner_errors import LearnerError
+
+# The well-known development account every Storage SDK and Azurite share (public, not a
+# secret: Learn "Use the Azurite emulator", connection strings).
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+_ROOT = Path(__file__).resolve().parent.parent.parent
+EXECUTABLE_SETTING = "AZURITE_QUEUE"
+
+
+# Node runs Azurite's entry point behind a guard: when the lab's end of stdin closes (the
+# lab exited, however it ended: even SIGKILL), Azurite exits too, as the workers do.
+_GUARD = (
+    "process.stdin.on('end', () => process.exit(0)); process.stdin.resume();"
+    " require(require('path').resolve(process.argv[1]));"
+)
+
+
+class AzuriteNotFoundError(LearnerError, RuntimeError):
+    """No azurite-queue executable: say how to get one."""
+
+
+def find_executable() -> str:
+    """``$AZURITE_QUEUE``, else the one ``make`` installed in ``.azurite/``, else PATH."""
+    candidates = [
+        os.environ.get(EXECUTABLE_SETTING, ""),
+        str(_ROOT / ".azurite" / "node_modules" / ".bin" / "azurite-queue"),
+        shutil.which("azurite-queue") or "",
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise AzuriteNotFoundError(
+        "Azurite (the storage emulator for queue triggers) is not installed: run `make lab` "
+        "or `make test`, which install it into .azurite/ with npm (Node.js 18 or newer), "
+        f"or set {EXECUTABLE_SETTING} to an azurite-queue executable"
+    )
+
+
+def _launcher(executable: str) -> list[str]:
+    """``node -e GUARD main.js`` for the npm-installed script, else the executable itself."""
+    script = os.path.realpath(executable)
+    node = shutil.which("node")
+    if node and script.endswith(".js"):
+        return [node, "-e", _GUARD, script]
+    return [executable]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Azurite:
+    """The queue service of Azurite on 127.0.0.1; a context manager."""
+
+    def __init__(self, start_timeout_s: float = 30.0) -> None:
+        self.start_timeout_s = start_timeout_s
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._data: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        """What ``UseDevelopmentStorage=true`` means, with this instance's port."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"QueueEndpoint={self.queue_endpoint};"
+        )
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Azurite:
+        if self.process is not None:
+            return self
+        executable = find_executable()
+        self._data = tempfile.TemporaryDirectory(prefix="throughput-lab-azurite-")
+        atexit.register(self.close)
+        session = (
+            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+            if sys.platform == "win32"
+            else {"start_new_session": True}
+        )
+        # A port taken between choosing and binding makes Azurite exit: try another.
+        for _ in range(3):
+            self.port = _free_port()
+            command = [
+                *_launcher(executable),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(self.port),
+                "--silent",
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+            ]
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                cwd=self._data.name,  # anything it writes goes there and is removed
+                **session,
+            )
+            try:
+                if self._wait_ready():
+                    return self
+            except BaseException:
+                self.close()
+                raise
+        err = self._stop()
+        self.close()
+        raise RuntimeError(f"Azurite did not start: {err or 'no message'}")
+
+    def _wait_ready(self) -> bool:
+        """True once the port answers; False if Azurite exited (e.g. the port was taken)."""
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"Azurite not listening after {self.start_timeout_s:g} s")
+
+    def _stop(self) -> str:
+        """Stop the process (terminate, then kill); return the end of what it printed."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return ""
+        if proc.stdin:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        return err.splitlines()[-1] if err else ""
+
+    def close(self) -> None:
+        """Stop Azurite and remove its data. Safe to call twice."""
+        atexit.unregister(self.close)
+        self._stop()
+        if self._data is not None:
+            self._data.cleanup()
+            self._data = None
+
+    def cpu_s(self) -> float:
+        """CPU seconds Azurite has used so far (0 when not running): the lab's cost."""
+        if self.process is None:
+            return 0.0
+        try:
+            times = psutil.Process(self.process.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None

@@ -1,0 +1,112 @@
+"""Notebook 11's control panel: the host's queue settings and the worker's, then Run.
+
+Sliders for host.json's ``batchSize`` and ``newBatchThreshold`` and the app settings
+``PYTHON_THREADPOOL_THREAD_COUNT`` and ``FUNCTIONS_WORKER_PROCESS_COUNT``; Run drains a
+queue on a thread (the kernel's loop stays free), Stop ends the drain; each run's line and
+its in-flight curve are shown, next to the cap batchSize + newBatchThreshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.display import display
+
+from . import plots
+from .drain import DrainResult, DrainStopped, QueueLab
+from .queue_listener import MAX_BATCH_SIZE
+
+
+def in_flight(results: dict[str, DrainResult], ax: Any = None) -> Any:
+    """Messages in progress over time, one line per drain, each with its cap dotted."""
+    fig, ax = plots.new_axes(ax, (7.0, 3.4))
+    for (name, result), color in zip(results.items(), plots.SERIES, strict=False):
+        times = [t for t, _ in result.in_flight_curve]
+        counts = [n for _, n in result.in_flight_curve]
+        ax.step(times, counts, where="post", color=color, linewidth=1, label=name)
+        ax.axhline(result.options.max_in_flight, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("seconds since the listener started")
+    ax.set_ylabel("messages in progress")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("dotted: batchSize + newBatchThreshold, the listener's cap", fontsize=9)
+    return fig
+
+
+class QueuePanel(widgets.VBox):
+    """Sliders, Run and Stop for draining ``messages`` through ``function``."""
+
+    def __init__(self, lab: QueueLab, function: str, messages: int = 200, **values: int) -> None:
+        self.lab, self.function, self.messages = lab, function, messages
+        self.history: list[DrainResult] = []
+        style = {"description_width": "150px"}
+        layout = widgets.Layout(width="420px")
+        self.sliders = {
+            "batch_size": widgets.IntSlider(
+                values.get("batch_size", 16),
+                1,
+                MAX_BATCH_SIZE,
+                description="batchSize",
+                style=style,
+                layout=layout,
+            ),
+            "new_batch_threshold": widgets.IntSlider(
+                values.get("new_batch_threshold", 8),
+                0,
+                64,
+                description="newBatchThreshold",
+                style=style,
+                layout=layout,
+            ),
+            "threads": widgets.IntSlider(
+                values.get("threads", 32),
+                1,
+                64,
+                description="threads per process",
+                style=style,
+                layout=layout,
+            ),
+            "processes": widgets.IntSlider(
+                values.get("processes", 1),
+                1,
+                4,
+                description="worker processes",
+                style=style,
+                layout=layout,
+            ),
+        }
+        self.run_button = widgets.Button(description="Run", button_style="primary")
+        self.stop_button = widgets.Button(description="Stop", disabled=True)
+        self.run_button.on_click(lambda _b: asyncio.ensure_future(self.run()))
+        self.stop_button.on_click(lambda _b: self.lab.cancel())
+        self.output = widgets.Output()
+        super().__init__(
+            [
+                *self.sliders.values(),
+                widgets.HBox([self.run_button, self.stop_button]),
+                self.output,
+            ]
+        )
+
+    async def run(self, **settings: int) -> DrainResult | None:
+        """Drain with the sliders' values (``settings`` moves the sliders first)."""
+        for name, value in settings.items():
+            self.sliders[name].value = value
+        values = {name: s.value for name, s in self.sliders.items()}
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        try:
+            result = await asyncio.to_thread(self.lab.drain, self.function, self.messages, **values)
+        except DrainStopped:
+            with self.output:
+                print("stopped: nothing measured")
+            return None
+        finally:
+            self.run_button.disabled, self.stop_button.disabled = False, True
+        self.history.append(result)
+        self.output.clear_output(wait=True)
+        with self.output:
+            print(result.line())
+            display(in_flight({f"run {len(self.history)}": result}))
+        return result
