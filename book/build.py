@@ -254,12 +254,26 @@ def stage(notebooks: dict[Path, Path], src: Path) -> None:
         if page.suffix == ".md":
             copy = src / page.relative_to(ROOT)
             copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_text(retarget(page.read_text(), page))
+            copy.write_text(with_binder_link(retarget(page.read_text(), page)))
     toctree = "\n".join(page.relative_to(ROOT).with_suffix("").as_posix() for page in pages)
     readme = retarget((ROOT / "README.md").read_text(), ROOT / "README.md")
     (src / "index.md").write_text(
         f"{readme}\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toctree}\n```\n"
     )
+
+
+def with_binder_link(text: str) -> str:
+    """A Markdown page with "launch on Binder" under its title (the theme gives notebook
+    pages a button of their own)."""
+    repo = repository_url().removeprefix("https://github.com/").strip("/")
+    if not repo:
+        return text
+    url = f"https://mybinder.org/v2/gh/{repo}/HEAD?urlpath=lab/tree/notebooks/00_start_here.ipynb"
+    title, newline, rest = text.partition("\n")
+    link = f"[Launch the workbook on Binder]({url})\n"
+    if title.startswith("# "):
+        return f"{title}\n\n{link}{newline}{rest}"
+    return f"{link}\n{text}"
 
 
 def repository_url() -> str:

@@ -87,6 +87,18 @@ def test_landing_page_is_the_readme_with_its_picture(browser: Any) -> None:
     assert not problems, problems
 
 
+@pytest.mark.parametrize("page_name", ["notebooks/README.html", "notebooks/glossary.html"])
+def test_the_guide_and_the_glossary_launch_the_workbook_on_binder(
+    browser: Any, page_name: str
+) -> None:
+    page, problems = open_page(browser, page_name)
+    binder = page.eval_on_selector_all(
+        "main a[href*='mybinder.org/v2/gh/']", "els => els.map(e => e.href)"
+    )
+    assert any("00_start_here.ipynb" in href for href in binder), f"no Binder link: {binder}"
+    assert not problems, problems
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
 def test_notebook_page_has_outputs_figures_and_binder(browser: Any, path: Path) -> None:
     page, problems = open_page(browser, f"notebooks/{path.stem}.html")
