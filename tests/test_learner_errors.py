@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -14,13 +15,20 @@ from throughput_lab.azurite import AzuriteNotFoundError
 from throughput_lab.routing import RouteError
 
 
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """IPython's shell for this test only: left in place, it would change what display()
+    does in every later test of this session."""
+    yield InteractiveShell.instance()
+    InteractiveShell.clear_instance()
+
+
 def plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)  # IPython's colours
 
 
 @pytest.mark.parametrize("error", [AppLoadError, SettingError, AzuriteNotFoundError, RouteError])
-def test_ipython_shows_one_line(error: type[Exception]) -> None:
-    shell = InteractiveShell.instance()
+def test_ipython_shows_one_line(shell: InteractiveShell, error: type[Exception]) -> None:
     shell.user_ns["error"] = error
     with capture_output() as shown:
         shell.run_cell("def deep():\n    raise error('what to do about it')\ndeep()")
@@ -29,8 +37,7 @@ def test_ipython_shows_one_line(error: type[Exception]) -> None:
     assert "Traceback" not in text and "deep()" not in text
 
 
-def test_other_errors_keep_their_traceback() -> None:
-    shell = InteractiveShell.instance()
+def test_other_errors_keep_their_traceback(shell: InteractiveShell) -> None:
     with capture_output() as shown:
         shell.run_cell("def deep():\n    raise KeyError('a bug of ours')\ndeep()")
     text = plain(shown.stdout + shown.stderr)

@@ -521,6 +521,7 @@ def cmd_locustfile(args: argparse.Namespace) -> int:
 
 
 _stop_deadline = threading.Event()  # set once the first stop signal has armed the limit
+_bounded_stop = True  # False for a caller that runs main() in its own process
 
 
 def _arm_stop_limit(code: int) -> None:
@@ -530,7 +531,7 @@ def _arm_stop_limit(code: int) -> None:
     that takes longer than STOP_LIMIT_S, say so with every thread's stack (so the cause
     can be found), then exit: the workers see their stdin close and end their groups.
     """
-    if _stop_deadline.is_set():
+    if _stop_deadline.is_set() or not _bounded_stop:
         return
     _stop_deadline.set()
 
@@ -553,23 +554,21 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    _arm_stop_limit(130)
-    raise KeyboardInterrupt
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    handlers = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
-    if handlers[signal.SIGTERM] is signal.SIG_DFL:  # stop in order, as on Ctrl-C
+def main(argv: Sequence[str] | None = None, *, bounded_stop: bool = True) -> int:
+    """The CLI. ``bounded_stop=False`` for a caller running it inside its own process: an
+    interrupted stop then never ends that process (see _arm_stop_limit)."""
+    global _bounded_stop
+    _bounded_stop = bounded_stop
+    # Ctrl-C keeps Python's own handler: asyncio.run (serve) replaces only that one with a
+    # handler that cancels its task cleanly. Its stop is bounded once it reaches _main.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:  # stop in order, as on Ctrl-C
         signal.signal(signal.SIGTERM, _terminate)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        handlers[signal.SIGINT] = signal.default_int_handler
-        signal.signal(signal.SIGINT, _interrupt)
     try:
         return _main(argv)
-    finally:  # a caller in this process (a test, a notebook) gets its handlers back
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    finally:  # a caller in this process (a test, a notebook) gets its handler back
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -587,6 +586,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        _arm_stop_limit(143 if isinstance(exc, Terminated) else 130)  # e.g. threads to join
         print(
             f"{PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}",
             file=sys.stderr,

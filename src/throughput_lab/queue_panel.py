@@ -9,10 +9,10 @@ its in-flight curve are shown, next to the cap batchSize + newBatchThreshold.
 from __future__ import annotations
 
 import asyncio
+import html
 from typing import Any
 
 import ipywidgets as widgets
-from IPython.display import display
 
 from . import plots
 from .drain import DrainResult, DrainStopped, QueueLab
@@ -79,16 +79,25 @@ class QueuePanel(widgets.VBox):
         }
         self.run_button = widgets.Button(description="Run", button_style="primary")
         self.stop_button = widgets.Button(description="Stop", disabled=True)
-        self.run_button.on_click(lambda _b: asyncio.ensure_future(self.run()))
+        self.run_button.on_click(self._clicked)
         self.stop_button.on_click(lambda _b: self.lab.cancel())
-        self.output = widgets.Output()
+        self._task: asyncio.Task[DrainResult | None] | None = None  # held: tasks are weak refs
+        # Results go into widgets' values, not an Output widget: a drain started by a click
+        # ends long after the click's message, and printing then has no cell to land in.
+        self.status = widgets.Label("")
+        self.summary = widgets.HTML("")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         super().__init__(
             [
                 *self.sliders.values(),
-                widgets.HBox([self.run_button, self.stop_button]),
-                self.output,
+                widgets.HBox([self.run_button, self.stop_button, self.status]),
+                self.summary,
+                self.image,
             ]
         )
+
+    def _clicked(self, _button: widgets.Button) -> None:
+        self._task = asyncio.ensure_future(self.run())
 
     async def run(self, **settings: int) -> DrainResult | None:
         """Drain with the sliders' values (``settings`` moves the sliders first)."""
@@ -96,17 +105,20 @@ class QueuePanel(widgets.VBox):
             self.sliders[name].value = value
         values = {name: s.value for name, s in self.sliders.items()}
         self.run_button.disabled, self.stop_button.disabled = True, False
+        self.status.value = f"draining {self.messages} messages..."
         try:
             result = await asyncio.to_thread(self.lab.drain, self.function, self.messages, **values)
         except DrainStopped:
-            with self.output:
-                print("stopped: nothing measured")
+            self.status.value = "stopped: nothing measured"
+            return None
+        except Exception as exc:  # one line in the panel; the notebook goes on
+            self.status.value = f"failed: {type(exc).__name__}: {exc}"
             return None
         finally:
             self.run_button.disabled, self.stop_button.disabled = False, True
         self.history.append(result)
-        self.output.clear_output(wait=True)
-        with self.output:
-            print(result.line())
-            display(in_flight({f"run {len(self.history)}": result}))
+        self.status.value = f"done: run {len(self.history)}"
+        self.summary.value = f"<code>{html.escape(result.line())}</code>"
+        fig = in_flight({f"run {len(self.history)}": result})
+        self.image.value = plots.png(fig, dpi=80)
         return result
