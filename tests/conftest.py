@@ -6,6 +6,8 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import psutil
@@ -29,27 +31,43 @@ MARK = "THROUGHPUT_LAB_TEST_SESSION"
 os.environ[MARK] = uuid.uuid4().hex
 
 
-def worker_processes() -> list[psutil.Process]:
-    """Worker processes started by this test session (they run in sessions of their own)."""
+def session_processes(
+    matches: Callable[[list[str]], bool], *, zombies: bool = True
+) -> list[psutil.Process]:
+    """Processes started by this test session whose command line ``matches``."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        if "throughput_lab.worker_process" not in (proc.info.get("cmdline") or []):
+        if not matches(proc.info.get("cmdline") or []):
             continue
         try:
-            if proc.environ().get(MARK) == os.environ[MARK]:
+            if proc.environ().get(MARK) == os.environ[MARK] and (
+                zombies or proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc)
         except psutil.Error:  # gone meanwhile, or not ours to read
             pass
     return found
 
 
-def wait_no_workers(before: set[int], timeout_s: float = 10.0) -> list[psutil.Process]:
+def wait_gone(
+    find: Callable[[], list[psutil.Process]], before: AbstractSet[int], timeout_s: float = 10.0
+) -> list[psutil.Process]:
+    """What ``find`` still lists beyond ``before``, once they had ``timeout_s`` to stop."""
     deadline = time.monotonic() + timeout_s
     while True:
-        left = [p for p in worker_processes() if p.pid not in before]
+        left = [p for p in find() if p.pid not in before]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
+
+
+def worker_processes() -> list[psutil.Process]:
+    """Worker processes started by this test session (they run in sessions of their own)."""
+    return session_processes(lambda cmdline: "throughput_lab.worker_process" in cmdline)
+
+
+def wait_no_workers(before: set[int], timeout_s: float = 10.0) -> list[psutil.Process]:
+    return wait_gone(worker_processes, before, timeout_s)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -14,10 +14,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Set as AbstractSet
 
 import psutil
 import pytest
-from conftest import APPS, MARK, SAMPLE_APP, wait_no_workers, worker_processes
+from conftest import (
+    APPS,
+    SAMPLE_APP,
+    session_processes,
+    wait_gone,
+    wait_no_workers,
+    worker_processes,
+)
 
 from throughput_lab.azurite import Azurite
 from throughput_lab.drain import QueueLab
@@ -27,29 +35,17 @@ from throughput_lab.queue_listener import Backoff, QueueSettingError, QueuesOpti
 
 def azurite_processes() -> list[psutil.Process]:
     """Azurite processes started by this test session."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "azurite" not in cmdline or "queue" not in cmdline:
-            continue
-        try:
-            if proc.environ().get(MARK) == os.environ[MARK] and proc.status() != "zombie":
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
+    return session_processes(
+        lambda cmdline: "azurite" in " ".join(cmdline) and "queue" in " ".join(cmdline),
+        zombies=False,
+    )
 
 
 def wait_no_azurite(
-    before: set[int] = frozenset(), timeout_s: float = 10.0
+    before: AbstractSet[int] = frozenset(), timeout_s: float = 10.0
 ) -> list[psutil.Process]:
     """Azurite processes of this session not in ``before``, once they had time to stop."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = [p for p in azurite_processes() if p.pid not in before]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
+    return wait_gone(azurite_processes, before, timeout_s)
 
 
 @pytest.fixture

@@ -43,39 +43,23 @@ class QueuePanel(widgets.VBox):
         self.history: list[DrainResult] = []
         style = {"description_width": "150px"}
         layout = widgets.Layout(width="420px")
+        # name: (default, least, most, label): host.json's settings, then the app settings
+        ranges = {
+            "batch_size": (16, 1, MAX_BATCH_SIZE, "batchSize"),
+            "new_batch_threshold": (8, 0, 64, "newBatchThreshold"),
+            "threads": (32, 1, 64, "threads per process"),
+            "processes": (1, 1, 4, "worker processes"),
+        }
         self.sliders = {
-            "batch_size": widgets.IntSlider(
-                values.get("batch_size", 16),
-                1,
-                MAX_BATCH_SIZE,
-                description="batchSize",
+            name: widgets.IntSlider(
+                values.get(name, default),
+                low,
+                high,
+                description=label,
                 style=style,
                 layout=layout,
-            ),
-            "new_batch_threshold": widgets.IntSlider(
-                values.get("new_batch_threshold", 8),
-                0,
-                64,
-                description="newBatchThreshold",
-                style=style,
-                layout=layout,
-            ),
-            "threads": widgets.IntSlider(
-                values.get("threads", 32),
-                1,
-                64,
-                description="threads per process",
-                style=style,
-                layout=layout,
-            ),
-            "processes": widgets.IntSlider(
-                values.get("processes", 1),
-                1,
-                4,
-                description="worker processes",
-                style=style,
-                layout=layout,
-            ),
+            )
+            for name, (default, low, high, label) in ranges.items()
         }
         self.run_button = widgets.Button(description="Run", button_style="primary")
         self.stop_button = widgets.Button(description="Stop", disabled=True)
