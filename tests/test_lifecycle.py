@@ -16,6 +16,7 @@ import pytest
 from conftest import ENGINE_APP, wait_no_workers, worker_processes
 
 from throughput_lab import Host, HttpRequestFields, Lab
+from throughput_lab.lab import RunHandle
 
 
 def resources() -> tuple[int, int, int]:
@@ -171,3 +172,52 @@ def test_a_cancel_lost_by_wait_for_still_stops_the_run():
         handle.cancel()
         with pytest.raises(RuntimeError, match="stopped"):
             handle.result(timeout=5)
+
+
+def test_a_signal_another_thread_took_still_reaches_a_waiting_caller():
+    """The kernel may hand SIGTERM or SIGINT to any thread; Python runs the handler only on
+    the main thread, between bytecodes. A main thread asleep on the run's result must wake
+    soon enough to run it (seen: bench ignored a SIGTERM for good, about once in 30)."""
+
+    class Heard(Exception):
+        pass
+
+    def heard(signum: int, frame: object) -> None:
+        raise Heard
+
+    previous = signal.signal(signal.SIGUSR1, heard)
+    release = threading.Event()
+    sleeper = threading.Thread(target=release.wait, daemon=True)  # the thread that takes it
+    sleeper.start()
+    send = threading.Timer(0.3, signal.pthread_kill, args=(sleeper.ident, signal.SIGUSR1))
+    handle = RunHandle(total=None)  # a run that does not end on its own
+    began = time.monotonic()
+    try:
+        send.start()
+        with pytest.raises(Heard):
+            handle.result(timeout=20)
+        assert time.monotonic() - began < 3.0, "the handler waited for the whole timeout"
+    finally:
+        send.cancel()
+        release.set()
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_request_is_timed_alone_once_per_lab_whatever_the_settings():
+    calls: list[str] = []
+
+    def counted(req):
+        calls.append(req.params.get("n", ""))
+        time.sleep(0.01)
+        return "ok"
+
+    with Lab(ENGINE_APP) as lab:
+        lab.run(handler=counted, threads=1, concurrency=1, requests=2, params={"n": "a"})
+        timed_alone = len(calls) - 1 - 2  # less the warm-up and the run
+        assert timed_alone >= 3
+        calls.clear()
+        lab.run(handler=counted, threads=4, concurrency=4, requests=8, params={"n": "a"})
+        assert len(calls) == 1 + 8, "the same request was timed alone again"
+        calls.clear()
+        lab.run(handler=counted, threads=4, concurrency=4, requests=8, params={"n": "b"})
+        assert len(calls) >= 1 + 3 + 8, "another request needs its own time alone"

@@ -67,6 +67,10 @@ HANDSHAKE_TIMEOUT_S = 2.0  # a connection to the start-up listener that stays si
 MAX_HANDSHAKES = 32  # connections being authenticated at once; more are refused
 STOP_GRACE_S = 2.0  # after the stop message, before the worker's group is ended
 TIMEOUT_GRACE_S = 2.0  # past the function timeout, a worker that has not answered is ended
+# The longest the main thread sleeps at a time while it waits. Python runs signal handlers
+# on the main thread only, and the kernel may hand SIGTERM or SIGINT to another thread: a
+# main thread asleep for good would never run the handler (bench once ignored a SIGTERM).
+SIGNAL_SLICE_S = 0.2
 
 
 @dataclass

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .host import Host, WorkerDiedError
+from .host import SIGNAL_SLICE_S, Host, WorkerDiedError
 from .invocation import HttpResponseFields, InvocationRecord, clock
 from .routing import DEFAULT_ROUTE_PREFIX, Router, host_request, route_prefix
 
@@ -170,7 +170,8 @@ async def serve(host: Host, port: int, bind: str = "127.0.0.1", out: Any = None)
         print(f"Functions ({host.processes} worker process(es), {host.threads} threads each):")
         print("\n".join(function_lines(host, f"http://{bind}:{port}")))
         print("Press Ctrl-C to stop.", flush=True)
-        await asyncio.Event().wait()
+        while True:  # until cancelled; a wake each slice runs any signal handler due
+            await asyncio.sleep(SIGNAL_SLICE_S)
     finally:
         if listener is not None:
             listener.close()
