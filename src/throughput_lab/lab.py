@@ -3,8 +3,8 @@
 Runs happen on a thread of their own with their own event loop, so they work from a
 notebook (whose kernel loop is already running) without blocking it: ``start()`` returns
 a handle at once, ``run()`` waits for it. What is timed is the measured window only:
-worker start-up and a short warm-up (which also measures the service time the ideal
-needs) come before it and are reported apart.
+worker start-up and a short warm-up (which, the first time a request runs, also times it
+alone for the ideal) come before it and are reported apart.
 """
 
 from __future__ import annotations
