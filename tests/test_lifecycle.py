@@ -16,7 +16,7 @@ import pytest
 from conftest import ENGINE_APP, wait_no_workers, worker_processes
 
 from throughput_lab import Host, HttpRequestFields, Lab
-from throughput_lab.lab import RunHandle
+from throughput_lab.lab import RunHandle, _code_stamp
 
 
 def resources() -> tuple[int, int, int]:
@@ -221,3 +221,12 @@ def test_a_request_is_timed_alone_once_per_lab_whatever_the_settings():
         calls.clear()
         lab.run(handler=counted, threads=4, concurrency=4, requests=8, params={"n": "b"})
         assert len(calls) >= 1 + 3 + 8, "another request needs its own time alone"
+
+
+def test_an_edited_app_is_timed_alone_anew(tmp_path):
+    (tmp_path / "function_app.py").write_text("# v1\n")
+    (tmp_path / "blueprint").mkdir()
+    (tmp_path / "blueprint" / "routes.py").write_text("# v1\n")
+    before = _code_stamp(tmp_path)
+    os.utime(tmp_path / "blueprint" / "routes.py", (before + 5, before + 5))
+    assert _code_stamp(tmp_path) == before + 5  # part of the key of the times alone

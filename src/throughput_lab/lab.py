@@ -81,6 +81,12 @@ class RunResult:
         return self.summary.line()
 
 
+def _code_stamp(app: Path) -> float:
+    """When the app's Python files last changed (v2 modules, blueprints, v1 folders)."""
+    files = [*app.glob("*.py"), *app.glob("*/*.py")]
+    return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
+
+
 class RunHandle:
     """A run going on in the background: poll it, wait for it, await it or cancel it."""
 
@@ -379,6 +385,7 @@ class Lab:
             self.upstream.delay_ms,
             self.upstream.jitter_ms,
             frozenset(cpu_affinity or ()),
+            None if handler is not None else _code_stamp(self.app),  # an edited app: anew
         )
         alone = self._alone.get(alone_key)
         if alone is None:
