@@ -25,7 +25,7 @@ import urllib.request
 
 import psutil
 import pytest
-from conftest import APPS, MARK
+from conftest import APPS, session_processes, wait_gone
 from test_cli import cli
 
 from throughput_lab import Host, Lab, WorkerDiedError
@@ -55,33 +55,18 @@ FIGURES: list[str] = []  # printed at the end with -s: what the runs measured
 # -- helpers -------------------------------------------------------------------------------
 
 
-def marked_processes(exclude: set[int]) -> list[psutil.Process]:
-    """Every process of this test session (workers, CLIs, handlers' children) not excluded."""
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid in exclude:
-            continue
-        try:
-            if proc.environ().get(MARK) == os.environ[MARK] and proc.status() != "zombie":
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
+def marked_processes() -> list[psutil.Process]:
+    """Every process of this test session (workers, CLIs, handlers' children)."""
+    return session_processes(lambda cmdline: True, zombies=False)
 
 
-def wait_none_left(exclude: set[int], timeout_s: float) -> tuple[list[psutil.Process], float]:
-    began = time.monotonic()
-    while True:
-        left = marked_processes(exclude)
-        waited = time.monotonic() - began
-        if not left or waited > timeout_s:
-            return left, waited
-        time.sleep(0.1)
+def wait_none_left(before: set[int], timeout_s: float) -> list[psutil.Process]:
+    return wait_gone(marked_processes, before, timeout_s)
 
 
 def baseline() -> set[int]:
     """Processes of this session that exist before a case (pytest itself and its helpers)."""
-    return {p.pid for p in marked_processes(set())} | {os.getpid()}
+    return {p.pid for p in marked_processes()} | {os.getpid()}
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -196,7 +181,7 @@ def test_bench_ends_with_one_json_object_and_no_process(handler, run):
     out, err = Reader(proc.stdout), Reader(proc.stderr)
     proc.wait(timeout=240)  # generous: a busy machine is slow; the bound is on the lag
     ended = time.monotonic()
-    left, _ = wait_none_left(before, 5.0)
+    left = wait_none_left(before, 5.0)
     stdout, stderr = out.text(), err.text()
     assert proc.returncode == 0, stderr[-2000:]
     result = json.loads(stdout)  # exactly one object, whatever the handler printed
@@ -237,7 +222,7 @@ def test_serve_stops_on_ctrl_c_and_leaves_no_process(handler, run):
     stopped = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
     stderr = ended(proc, err, f"serve {handler} after Ctrl-C")
-    left, _waited = wait_none_left(before, END_BOUND_S)
+    left = wait_none_left(before, END_BOUND_S)
     took = time.monotonic() - stopped
     FIGURES.append(f"serve {handler}: stopped {took:.1f} s after Ctrl-C")
     assert proc.returncode in (0, 130), stderr[-2000:]
@@ -273,7 +258,7 @@ def test_a_host_stopped_or_killed_leaves_no_process(handler, how, run):
     stopped = time.monotonic()
     proc.send_signal(how)  # the host alone, not its group
     stderr = ended(proc, err, f"bench {handler} after {how.name}")
-    left, _waited = wait_none_left(before, END_BOUND_S)
+    left = wait_none_left(before, END_BOUND_S)
     took = time.monotonic() - stopped
     FIGURES.append(f"{how.name} {handler}: nothing left {took:.1f} s after the signal")
     if how == signal.SIGTERM:
@@ -304,7 +289,7 @@ def test_a_second_ctrl_c_during_shutdown_still_ends_everything():
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGINT)
     ended(proc, err, "bench blocks_loop after two Ctrl-C")
-    left, _ = wait_none_left(before, END_BOUND_S)
+    left = wait_none_left(before, END_BOUND_S)
     assert time.monotonic() - stopped < END_BOUND_S
     assert proc.returncode == 130, err.text()
     assert "Traceback" not in err.text() and "Event loop is closed" not in err.text()
@@ -572,7 +557,7 @@ def test_serve_port_0_host_names_malformed_requests_and_silent_connections():
     bad_lines = [ln for ln in stderr.splitlines() if "Error handling request" in ln]
     assert len(bad_lines) == 3 and all(len(ln) < 400 for ln in bad_lines), stderr[-3000:]
     assert "Traceback" not in stderr
-    left, _ = wait_none_left(before, END_BOUND_S)
+    left = wait_none_left(before, END_BOUND_S)
     assert not left
 
 
