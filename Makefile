@@ -23,7 +23,7 @@ PYTHON_EXE := $(or $(shell $(PYTHON) -c '' >/dev/null 2>&1 && echo '$(PYTHON)' |
 	{ v=$$(pyenv whence '$(PYTHON)' 2>/dev/null | tail -n 1); \
 	  [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/$(PYTHON)"; }),$(PYTHON))
 VPY := $(VENV)/bin/python
-LINT_PATHS := $(wildcard src tests sample_functions notebooks book)
+LINT_PATHS := $(wildcard src tests sample_functions notebooks book benchmarks)
 # JupyterLab refuses to run as root unless told to (containers, CI, some workshop VMs).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
@@ -75,6 +75,7 @@ lab: $(VENV)/.installed-lab azurite-if-node
 test: $(VENV)/.installed-test $(AZURITE)
 	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
+	$(VPY) -m ruff format --check $(LINT_PATHS)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
