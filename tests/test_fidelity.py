@@ -6,6 +6,8 @@ Sources for the behaviour modelled: ../shared/docs/platform-facts.md.
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 from conftest import ENGINE_APP
 
@@ -82,10 +84,41 @@ def test_run_in_executor_none_ignores_the_thread_setting(lab, threads):
 
 def test_pure_python_cpu_does_not_scale_with_threads_but_with_processes(lab):
     params = {"n": "1500000"}  # about 70 ms of pure-Python work a call
-    one = runs(lab, "cpu", threads=1, concurrency=4, requests=16, params=params)
-    four = runs(lab, "cpu", threads=4, concurrency=4, requests=16, params=params)
-    two_procs = runs(lab, "cpu", processes=2, threads=1, concurrency=4, requests=32, params=params)
-    for a, b, c in zip(one, four, two_procs, strict=True):
-        assert b.throughput_rps <= 1.25 * a.throughput_rps, (a.line(), b.line())
-        assert c.throughput_rps >= 1.5 * a.throughput_rps, (a.line(), c.line())
-        assert a.cpu_ratio > 0.8, "a pure-Python loop is CPU-bound"
+    settings = {
+        "1 x 1": dict(threads=1, requests=16),
+        "1 x 4": dict(threads=4, requests=16),
+        "2 x 1": dict(processes=2, threads=1, requests=32),
+    }
+    # Interleaved rounds: the three settings of a round share the machine's conditions, and
+    # the median of the rounds decides (one slow run on a busy machine cannot flip it).
+    rounds = [
+        {
+            name: lab.run("cpu", concurrency=4, params=params, **o).summary
+            for name, o in settings.items()
+        }
+        for _ in range(RUNS)
+    ]
+    for r in rounds:
+        for s in r.values():
+            print(s.line())
+            assert s.errors == 0, s.error_samples
+        # Alone on its thread, a pure-Python loop computes all the time (with 4 threads,
+        # waiting for the GIL counts as wall time too).
+        assert r["1 x 1"].cpu_ratio > 0.8, "a pure-Python loop is CPU-bound"
+    threads_gain = statistics.median(
+        r["1 x 4"].throughput_rps / r["1 x 1"].throughput_rps for r in rounds
+    )
+    processes_gain = statistics.median(
+        r["2 x 1"].throughput_rps / r["1 x 1"].throughput_rps for r in rounds
+    )
+    free = statistics.median(r["2 x 1"].free_cores for r in rounds)
+    print(
+        f"[gil] 4 threads x{threads_gain:.2f}, 2 processes x{processes_gain:.2f}, {free:.1f} free"
+    )
+    assert threads_gain <= 1.25, f"4 threads gave x{threads_gain:.2f}: the GIL allows x1"
+    if free < 1.5:
+        pytest.skip(f"{free:.1f} cores free: a second process has no core of its own to show")
+    allowed = min(2.0, free)  # what the free cores allow a second process to add
+    assert processes_gain >= 0.7 * allowed, (
+        f"2 processes gave x{processes_gain:.2f}; {free:.1f} free cores allowed x{allowed:.2f}"
+    )
