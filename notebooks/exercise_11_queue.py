@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from throughput_lab.checks import Criterion, Evidence, Exercise, near, no_errors
-from throughput_lab.drain import DrainResult, QueueLab
+from throughput_lab.queue.lab import DrainResult, QueueLab
 
 TARGET = 40  # messages in progress on average
 MESSAGES = 240

@@ -28,9 +28,9 @@ from conftest import (
 )
 
 from throughput_lab.azurite import Azurite
-from throughput_lab.drain import QueueLab
 from throughput_lab.metrics import ideal_throughput
-from throughput_lab.queue_listener import Backoff, QueueSettingError, QueuesOptions
+from throughput_lab.queue.lab import QueueLab
+from throughput_lab.queue.listener import Backoff, QueueSettingError, QueuesOptions
 
 
 def azurite_processes() -> list[psutil.Process]:

@@ -30,10 +30,10 @@ from .app_settings import (
     check_threads_flag,
     processes_from_setting,
 )
-from .drain import add_queue_options, bench_queue
 from .host import Host
 from .lab import DEFAULT_TIMEOUT_S, Lab, function_timeout_s
 from .metrics import Summary
+from .queue.lab import DrainResult, QueueLab
 from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
 from .upstream import Upstream
 
@@ -152,6 +152,38 @@ def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     else:
         body = (args.body or "").encode()
     return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
+
+
+def add_queue_options(bench: argparse.ArgumentParser) -> None:
+    """``bench --messages N`` drains a queue for a queue-triggered function."""
+    bench.add_argument(
+        "--messages", type=int, help="queue-triggered function: messages to enqueue and drain"
+    )
+    bench.add_argument("--batch-size", type=int, help="batchSize (default: host.json, else 16)")
+    bench.add_argument(
+        "--new-batch-threshold",
+        type=int,
+        help="newBatchThreshold (default: host.json, else batchSize / 2 x cores)",
+    )
+    bench.add_argument(
+        "--bad-messages", type=int, default=0, help="of the messages, how many fail (poison)"
+    )
+
+
+def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
+    """The CLI's queue bench: one drain in a fresh QueueLab."""
+    if args.messages < 1:
+        raise ValueError(f"--messages must be >= 1, got {args.messages}")
+    with QueueLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        return lab.drain(
+            args.function,
+            args.messages,
+            processes=processes,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            new_batch_threshold=args.new_batch_threshold,
+            bad_messages=args.bad_messages,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from typing import Any
 
 from azure.functions.queue import QueueMessage
 
-from .invocation import HttpResponseFields
+from ..invocation import HttpResponseFields
 
 
 @dataclass

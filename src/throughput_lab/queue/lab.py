@@ -10,7 +10,6 @@ come before it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import threading
@@ -22,15 +21,16 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
-from .app_loader import AppLoadError, FunctionInfo
-from .app_settings import UPSTREAM_URL_SETTING, check_processes, check_threads_flag
-from .azurite import Azurite
-from .cpu_share import CpuMeter, own_cpu_s
-from .host import Host
-from .invocation import InvocationRecord, clock
-from .lab import ALONE_MIN, DEFAULT_TIMEOUT_S, _lab_cpu_s, find_app, function_timeout_s
-from .metrics import EXPLAIN_BELOW, Demand, Ideal, Summary, percentile, summarize
-from .queue_listener import (
+from ..app_loader import AppLoadError, FunctionInfo
+from ..app_settings import UPSTREAM_URL_SETTING, check_processes, check_threads_flag
+from ..azurite import Azurite
+from ..cpu_share import CpuMeter, own_cpu_s
+from ..host import Host
+from ..invocation import InvocationRecord, clock
+from ..lab import ALONE_MIN, DEFAULT_TIMEOUT_S, _lab_cpu_s, find_app, function_timeout_s
+from ..metrics import EXPLAIN_BELOW, Demand, Ideal, Summary, percentile, summarize
+from ..upstream import Upstream
+from .listener import (
     MessageRecord,
     QueueListener,
     QueuesOptions,
@@ -38,8 +38,7 @@ from .queue_listener import (
     queue_clients,
     wait_drained,
 )
-from .queue_message import QueueMessageFields
-from .upstream import Upstream
+from .message import QueueMessageFields
 
 
 class DrainStopped(RuntimeError):
@@ -362,35 +361,3 @@ def _enqueue(queue: Any, messages: int, bad_messages: int) -> dict[str, float]:
         return dict(pool.map(send, range(messages)))
     finally:  # on Ctrl-C, send no more
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def add_queue_options(bench: argparse.ArgumentParser) -> None:
-    """``bench --messages N`` drains a queue for a queue-triggered function."""
-    bench.add_argument(
-        "--messages", type=int, help="queue-triggered function: messages to enqueue and drain"
-    )
-    bench.add_argument("--batch-size", type=int, help="batchSize (default: host.json, else 16)")
-    bench.add_argument(
-        "--new-batch-threshold",
-        type=int,
-        help="newBatchThreshold (default: host.json, else batchSize / 2 x cores)",
-    )
-    bench.add_argument(
-        "--bad-messages", type=int, default=0, help="of the messages, how many fail (poison)"
-    )
-
-
-def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
-    """The CLI's queue bench: one drain in a fresh QueueLab."""
-    if args.messages < 1:
-        raise ValueError(f"--messages must be >= 1, got {args.messages}")
-    with QueueLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
-        return lab.drain(
-            args.function,
-            args.messages,
-            processes=processes,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            new_batch_threshold=args.new_batch_threshold,
-            bad_messages=args.bad_messages,
-        )

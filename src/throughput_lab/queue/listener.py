@@ -54,10 +54,10 @@ from azure.storage.queue import (
 )
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 
-from .host import Host
-from .invocation import HttpResponseFields, InvocationRecord, clock
-from .learner_errors import LearnerError
-from .queue_message import QueueMessageFields
+from ..host import Host
+from ..invocation import HttpResponseFields, InvocationRecord, clock
+from ..learner_errors import LearnerError
+from .message import QueueMessageFields
 
 MAX_BATCH_SIZE = 32  # QueuesOptions.MaxBatchSize: the queue service's limit per call
 MIN_POLLING_S = 0.1  # QueuePollingIntervals.Minimum

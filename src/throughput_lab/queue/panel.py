@@ -14,9 +14,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from . import plots
-from .drain import DrainResult, DrainStopped, QueueLab
-from .queue_listener import MAX_BATCH_SIZE
+from .. import plots
+from .lab import DrainResult, DrainStopped, QueueLab
+from .listener import MAX_BATCH_SIZE
 
 
 def in_flight(results: dict[str, DrainResult], ax: Any = None) -> Any:
