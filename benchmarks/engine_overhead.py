@@ -55,7 +55,7 @@ def main() -> int:
     with Host(APP, processes=1) as host:
         asyncio.run(through_worker(host, 500, args.concurrency))  # warm
         worker_s = asyncio.run(through_worker(host, n, args.concurrency))
-        peak_mb = max(s["peak_rss_bytes"] for s in host.stats()) / 2**20
+        peak_mb = max(s.peak_rss_bytes for s in host.stats()) / 2**20
     gather_s = asyncio.run(bare_gather(n))
     print(
         f"no-op async def through one worker: {n / worker_s:,.0f} invocations/s "
@@ -70,7 +70,7 @@ def main() -> int:
     started = time.monotonic()
     with Host(APP, processes=10) as host:
         ready_s = time.monotonic() - started
-        peaks = [s["peak_rss_bytes"] / 2**20 for s in host.stats()]
+        peaks = [s.peak_rss_bytes / 2**20 for s in host.stats()]
     print(f"10 worker processes ready in:       {ready_s:.2f} s")
     print(
         f"peak RSS of a worker:               {peak_mb:.1f} MB after the no-op run; "

@@ -28,8 +28,7 @@ import pytest
 from conftest import APPS, session_processes, wait_gone
 from test_cli import cli
 
-from throughput_lab import Host, Lab, WorkerDiedError
-from throughput_lab import host as host_module
+from throughput_lab import Host, Lab, WorkerDiedError, worker_start
 from throughput_lab.invocation import HttpRequestFields
 
 APP = APPS / "misbehaving"
@@ -336,10 +335,10 @@ def test_a_worker_over_its_memory_limit_is_ended_and_reported():
 
 
 def test_start_up_failures_are_one_clear_error():
-    with pytest.raises(host_module.WorkerStartError, match=r"exited with code 7.*about to leave"):
+    with pytest.raises(worker_start.WorkerStartError, match=r"exited with code 7.*about to leave"):
         Host(APPS / "import_exits").start()
     began = time.monotonic()
-    with pytest.raises(host_module.WorkerStartError, match=r"not ready after 3 s"):
+    with pytest.raises(worker_start.WorkerStartError, match=r"not ready after 3 s"):
         Host(APPS / "import_hangs", start_timeout_s=3).start()
     assert time.monotonic() - began < 10
 
@@ -350,7 +349,7 @@ def test_start_up_failures_are_one_clear_error():
 def test_the_start_up_channel_cannot_be_held_or_aborted(monkeypatch):
     """Silent, junk and wrong-key connections arrive before the real worker does."""
     intruders: list[socket.socket] = []
-    real = host_module.SupervisedProcess
+    real = worker_start.SupervisedProcess
 
     def intruding(command, env, tag, first_line, **kw):
         address, port, _ = first_line.decode().split()
@@ -361,14 +360,14 @@ def test_the_start_up_channel_cannot_be_held_or_aborted(monkeypatch):
             intruders.append(s)
         return real(command, env, tag, first_line, **kw)
 
-    monkeypatch.setattr(host_module, "SupervisedProcess", intruding)
+    monkeypatch.setattr(worker_start, "SupervisedProcess", intruding)
     began = time.monotonic()
     with Host(APP, processes=1) as host:
         took = time.monotonic() - began
         assert host.invoke("ok", HttpRequestFields(route="ok")).result(timeout=10)[1].status == 200
     assert took < 10, f"start-up took {took:.1f} s"
     for s in intruders:  # each was dropped within the handshake limit
-        s.settimeout(host_module.HANDSHAKE_TIMEOUT_S + 3)
+        s.settimeout(worker_start.HANDSHAKE_TIMEOUT_S + 3)
         try:
             while s.recv(4096):
                 pass

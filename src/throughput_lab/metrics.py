@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .app_settings import default_executor_threads
+from .channel import WorkerStats
 from .cpu_share import CpuShare
 from .invocation import InvocationRecord
 
@@ -350,7 +351,7 @@ def summarize(
     startup_s: float,
     ideal: Ideal,
     service_s: float,
-    worker_stats: Sequence[dict[str, Any]] = (),
+    worker_stats: Sequence[WorkerStats] = (),
     upstream_peak: int = 0,
     is_async: bool = False,
     cpu: CpuShare | None = None,
@@ -362,7 +363,7 @@ def summarize(
     run_ms = sum(r.run_ms for r in ok)
     cpu_ms = sum(r.cpu_ms for r in ok)
     throughput = len(ok) / elapsed_s if elapsed_s > 0 else 0.0
-    lags = [s.get("max_loop_lag_ms", 0.0) for s in worker_stats]
+    lags = [s.max_loop_lag_ms for s in worker_stats]
     errors = sorted({r.error for r in records if not r.ok and r.error})
     summary = Summary(
         function=function,
@@ -388,7 +389,7 @@ def summarize(
         queue_ms_p50=percentile([r.queue_ms for r in ok], 50),
         max_loop_lag_ms=max(lags, default=0.0),
         loop_lag_ms=lags,
-        worker_rss_mb=[s.get("rss_bytes", 0) / 2**20 for s in worker_stats],
+        worker_rss_mb=[s.rss_bytes / 2**20 for s in worker_stats],
         upstream_peak_in_flight=upstream_peak,
         error_samples=errors[:3],
         is_async=is_async,
@@ -396,13 +397,13 @@ def summarize(
         ideal_error_rps=ideal.error_rps,
         bounds=dict(ideal.bounds),
         executor_ms=sum(r.executor_ms for r in ok) / len(ok) if ok else 0.0,
-        executor_peak=max((s.get("executor_peak", 0) for s in worker_stats), default=0),
+        executor_peak=max((s.executor_peak for s in worker_stats), default=0),
         loop_busy=loop_busy,
         lab_process_busy=lab_process_busy,
         transit_share=_transit_share(ok),
         longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
-        python=next((s["python"] for s in worker_stats if "python" in s), None),
-        event_loop=next((s["event_loop"] for s in worker_stats if "event_loop" in s), None),
+        python=next((s.python for s in worker_stats if s.python), None),
+        event_loop=next((s.event_loop for s in worker_stats if s.event_loop), None),
     )
     if cpu is not None:
         summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours

@@ -2,11 +2,7 @@
 
 Started by the host as ``python -m throughput_lab.worker_process`` (a fresh interpreter,
 as ``spawn`` would, so nothing of a multi-threaded parent such as a notebook kernel is
-forked). Messages are pickled tuples on a ``multiprocessing.connection`` channel:
-
-host -> worker: ("invoke", InvocationRecord, HttpRequestFields) | ("stats",) | ("stop",)
-worker -> host: ("hello", pid) | ("ready", info) | ("load_error", text)
-                | ("result", record, response) | ("stats", info)
+forked). The messages, one typed kind each, are defined in ``channel``.
 
 The worker's stdin stays open to the host: a thread waits for its end of file, which comes
 when the host is gone however it went, and then ends the worker's whole process group.
@@ -35,28 +31,117 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 from typing import Any, NoReturn
 
 from .app_loader import AppLoadError, FunctionInfo, load_app
+from .channel import (
+    Hello,
+    Invoke,
+    LoadError,
+    Ready,
+    Result,
+    StatsRequest,
+    Stop,
+    WorkerStats,
+    dispatcher,
+)
 from .invocation import HttpRequestFields, InvocationRecord
 from .invocation_logs import capture_logs
 from .worker import Worker
 
 
-def _memory() -> dict[str, int]:
+def _memory() -> tuple[int, int]:
     """Resident memory now and at its peak, in bytes (0 where the OS does not say)."""
-    memory = {"rss_bytes": 0, "peak_rss_bytes": 0}
+    rss = peak = 0
     try:
         import psutil
 
-        memory["rss_bytes"] = int(psutil.Process().memory_info().rss)
+        rss = int(psutil.Process().memory_info().rss)
     except Exception:  # psutil missing or not permitted: report nothing rather than fail
         pass
     try:
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        memory["peak_rss_bytes"] = peak if sys.platform == "darwin" else peak * 1024
+        peak = peak if sys.platform == "darwin" else peak * 1024
     except ImportError:  # Windows
         pass
-    return memory
+    return rss, peak
+
+
+class Session:
+    """One worker's side of the channel: each message kind the host sends, one handler."""
+
+    def __init__(self, conn: Connection, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn, self.worker, self.loop = conn, worker, loop
+        self.stopped = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Which worker model ran: the interpreter and the loop (uvloop on 3.13+).
+        self.python, self.event_loop = platform.python_version(), event_loop_name(loop)
+        self.dispatch = dispatcher(
+            {Invoke: self.on_invoke, StatsRequest: self.on_stats, Stop: self.on_stop}
+        )
+
+    def ready(self, functions: dict[str, FunctionInfo]) -> Ready:
+        return Ready(
+            pid=os.getpid(),
+            threads=self.worker.threads,
+            functions=tuple(f.describe() for f in functions.values()),
+            python=self.python,
+            event_loop=self.event_loop,
+        )
+
+    def on_invoke(self, message: Invoke) -> None:
+        task = self.loop.create_task(self.run(message.record, message.request))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def run(self, record: InvocationRecord, request: HttpRequestFields) -> None:
+        try:
+            response = await self.worker.invoke(record, request)
+        except SystemExit as exc:  # uvloop (3.13+) does not stop its loop for it, asyncio does
+            exit_for(exc)
+        record.pid, record.status = os.getpid(), response.status
+        if response.status >= 400 and not record.error:  # the function's own error response
+            record.error = f"HTTP {response.status}: {response.body[:200].decode(errors='replace')}"
+        self.conn.send(Result(record, response))
+
+    def on_stats(self, _: StatsRequest) -> None:
+        rss, peak = _memory()
+        self.conn.send(
+            WorkerStats(
+                pid=os.getpid(),
+                max_loop_lag_ms=self.worker.lag.reset() * 1e3,
+                executor_peak=self.worker.default_executor.reset_peak(),
+                loop_cpu_s=time.thread_time(),  # this runs on the loop's thread: its CPU
+                cpu_s=time.process_time(),
+                rss_bytes=rss,
+                peak_rss_bytes=peak,
+                threads=threading.active_count(),
+                python=self.python,
+                event_loop=self.event_loop,
+            )
+        )
+
+    def on_stop(self, _: Stop) -> None:
+        self.stopped.set()
+
+    def receive_ready(self) -> None:
+        """The channel is readable: handle every message waiting (on the loop's thread)."""
+        try:
+            while self.conn.poll():
+                self.dispatch(self.conn.recv())
+        except (EOFError, OSError):  # the host closed the channel or died
+            self.loop.remove_reader(self.conn.fileno())
+            self.stopped.set()
+
+    def receive_on_thread(self) -> None:
+        """Windows' proactor loop cannot watch a socket: a thread reads, the loop handles."""
+        try:
+            while True:
+                self.loop.call_soon_threadsafe(self.dispatch, self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self.loop.call_soon_threadsafe(self.stopped.set)
 
 
 async def serve(
@@ -69,85 +154,17 @@ async def serve(
     loop = asyncio.get_running_loop()
     worker = Worker(functions, timeout_s, app_settings)
     worker.lag.start()
-    stopped = asyncio.Event()
-    tasks: set[asyncio.Task[None]] = set()
-    # Which worker model ran: the interpreter and the loop (uvloop on 3.13+).
-    runtime = {"python": platform.python_version(), "event_loop": event_loop_name(loop)}
-
-    async def run(record: InvocationRecord, request: HttpRequestFields) -> None:
-        try:
-            response = await worker.invoke(record, request)
-        except SystemExit as exc:  # uvloop (3.13+) does not stop its loop for it, asyncio does
-            exit_for(exc)
-        record.pid, record.status = os.getpid(), response.status
-        if response.status >= 400 and not record.error:  # the function's own error response
-            record.error = f"HTTP {response.status}: {response.body[:200].decode(errors='replace')}"
-        conn.send(("result", record, response))
-
-    def handle(message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "invoke":
-            task = loop.create_task(run(message[1], message[2]))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        elif kind == "stats":
-            conn.send(
-                (
-                    "stats",
-                    {
-                        "pid": os.getpid(),
-                        "max_loop_lag_ms": worker.lag.reset() * 1e3,
-                        "executor_peak": worker.default_executor.reset_peak(),
-                        # this runs on the loop's thread: its CPU is the event loop's
-                        "loop_cpu_s": time.thread_time(),
-                        "cpu_s": time.process_time(),
-                        **_memory(),
-                        "threads": threading.active_count(),
-                        **runtime,
-                    },
-                )
-            )
-        else:
-            stopped.set()
-
-    def receive_ready() -> None:
-        try:
-            while conn.poll():
-                handle(conn.recv())
-        except (EOFError, OSError):  # the host closed the channel or died
-            loop.remove_reader(conn.fileno())
-            stopped.set()
-
-    def receive_on_thread() -> None:
-        try:
-            while True:
-                loop.call_soon_threadsafe(handle, conn.recv())
-        except (EOFError, OSError):
-            pass
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(stopped.set)
-
-    conn.send(
-        (
-            "ready",
-            {
-                "pid": os.getpid(),
-                "threads": worker.threads,
-                "functions": [f.describe() for f in functions.values()],
-                **runtime,
-            },
-        )
-    )
+    session = Session(conn, worker, loop)
+    conn.send(session.ready(functions))
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
-        loop.add_reader(conn.fileno(), receive_ready)
+        loop.add_reader(conn.fileno(), session.receive_ready)
     except NotImplementedError:  # Windows' proactor loop: a thread, like the worker's gRPC one
-        threading.Thread(target=receive_on_thread, name="host-channel", daemon=True).start()
+        threading.Thread(target=session.receive_on_thread, name="host-channel", daemon=True).start()
     try:
-        await stopped.wait()
+        await session.stopped.wait()
     finally:
-        for task in tasks:
+        for task in session.tasks:
             task.cancel()
         worker.close()
 
@@ -240,11 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     host, port, key = stdin.readline().decode().split()
     watch_host(stdin)
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
-    conn.send(("hello", os.getpid()))
+    conn.send(Hello(os.getpid()))
     try:
         functions = load_app(args.app)
     except AppLoadError as exc:
-        conn.send(("load_error", str(exc)))
+        conn.send(LoadError(str(exc)))
         conn.close()
         os._exit(0)
     try:
