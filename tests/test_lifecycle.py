@@ -16,7 +16,7 @@ import pytest
 from conftest import ENGINE_APP, wait_no_workers, worker_processes
 
 from throughput_lab import Host, HttpRequestFields, Lab
-from throughput_lab.lab import RunHandle, _code_stamp
+from throughput_lab.run import RunHandle, code_stamp
 
 
 def resources() -> tuple[int, int, int]:
@@ -227,6 +227,6 @@ def test_an_edited_app_is_timed_alone_anew(tmp_path):
     (tmp_path / "function_app.py").write_text("# v1\n")
     (tmp_path / "blueprint").mkdir()
     (tmp_path / "blueprint" / "routes.py").write_text("# v1\n")
-    before = _code_stamp(tmp_path)
+    before = code_stamp(tmp_path)
     os.utime(tmp_path / "blueprint" / "routes.py", (before + 5, before + 5))
-    assert _code_stamp(tmp_path) == before + 5  # part of the key of the times alone
+    assert code_stamp(tmp_path) == before + 5  # part of the key of the times alone

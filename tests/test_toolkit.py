@@ -14,6 +14,7 @@ import matplotlib
 import pytest
 
 from throughput_lab import checks, plots
+from throughput_lab.channel import WorkerStats
 from throughput_lab.invocation import InvocationRecord
 from throughput_lab.lab import RunResult
 from throughput_lab.metrics import Ideal, summarize
@@ -77,7 +78,7 @@ def result(
         startup_s=0.3,
         ideal=ideal,
         service_s=0.1,
-        worker_stats=[{"max_loop_lag_ms": 2.0, "rss_bytes": 50 * 2**20}],
+        worker_stats=[WorkerStats(max_loop_lag_ms=2.0, rss_bytes=50 * 2**20)],
         upstream_peak=4,
     )
     return RunResult(summary, recs)
@@ -515,7 +516,7 @@ def test_panel_sends_its_request_options_with_each_run():
 
 def test_cancelling_a_run_whose_loop_has_closed_is_harmless():
     """Stop pressed as the run ends: the run's loop is closed, and nothing may raise."""
-    from throughput_lab.lab import RunHandle
+    from throughput_lab.run import RunHandle
 
     handle = RunHandle(4)
     loop = asyncio.new_event_loop()

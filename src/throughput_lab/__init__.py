@@ -20,8 +20,9 @@ from .app_settings import (
 )
 from .host import Host, WorkerDiedError
 from .invocation import HttpRequestFields, InvocationRecord
-from .lab import Lab, RunHandle, RunResult, find_app
+from .lab import Lab, RunResult, find_app
 from .metrics import Ideal, Summary, ideal_throughput, percentile
+from .run import RunHandle
 from .upstream import Upstream
 
 __all__ = [

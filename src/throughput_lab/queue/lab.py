@@ -10,10 +10,11 @@ come before it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,22 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 
 from ..app_loader import AppLoadError, FunctionInfo
-from ..app_settings import UPSTREAM_URL_SETTING, check_processes, check_threads_flag
+from ..app_settings import UPSTREAM_URL_SETTING
 from ..azurite import Azurite
-from ..cpu_share import CpuMeter, own_cpu_s
 from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..lab import ALONE_MIN, DEFAULT_TIMEOUT_S, _lab_cpu_s, find_app, function_timeout_s
-from ..metrics import EXPLAIN_BELOW, Demand, Ideal, Summary, percentile, summarize
+from ..lab import DEFAULT_TIMEOUT_S, find_app, function_timeout_s
+from ..load import host_sender
+from ..metrics import EXPLAIN_BELOW, SATURATED, Summary, percentile
+from ..run import (
+    HostCache,
+    Measured,
+    MeasuredRun,
+    RunHandle,
+    WorkerSettings,
+    start_on_thread,
+    wait_or_cancel,
+)
 from ..upstream import Upstream
 from .listener import (
     MessageRecord,
@@ -47,6 +57,8 @@ class DrainStopped(RuntimeError):
 
 # A body the sample queue functions cannot parse: their invocation raises.
 BAD_MESSAGE = b"this is not JSON"
+# What a message timed alone carries (the sample functions read "n").
+ALONE_BODY = json.dumps({"n": -1}).encode()
 
 
 def find_queue_function(functions: dict[str, dict[str, Any]], name: str) -> FunctionInfo:
@@ -113,6 +125,143 @@ class DrainResult:
         return mean_in_flight(self.in_flight_curve)
 
 
+@dataclass
+class QueueTrigger:
+    """A queue's part of a measured run: the messages are enqueued before the window, then
+    the host's listener drains them; the window ends with the last message done."""
+
+    lab: QueueLab
+    host: Host
+    info: FunctionInfo
+    options: QueuesOptions
+    clients: tuple[Any, Any]  # the queue and its poison queue
+    messages: int
+    bad_messages: int
+    timeout_s: float
+    handle: RunHandle
+    on_done: Callable[[MessageRecord], None] | None = None
+    listener: QueueListener | None = None
+    began: float = 0.0
+    enqueued: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def function(self) -> str:
+        return self.info.name
+
+    @property
+    def is_async(self) -> bool:
+        return self.info.is_async
+
+    @property
+    def concurrency(self) -> int:
+        return self.messages
+
+    @property
+    def queue_batch(self) -> int:
+        return self.options.max_in_flight
+
+    @property
+    def alone_key(self) -> Hashable:
+        # Timed alone once per worker processes and upstream delay.
+        return (self.function, id(self.host), float(self.lab.upstream.delay_ms))
+
+    async def invoke(self, index: int) -> InvocationRecord:
+        fields = QueueMessageFields(id=f"alone-{index}", body=ALONE_BODY, dequeue_count=1)
+        return await self.send(fields)
+
+    async def before_window(self) -> None:
+        queue = self.clients[0]
+        self.enqueued = await asyncio.to_thread(
+            _enqueue, queue, self.messages, self.bad_messages, self.cancelled
+        )
+
+    async def drive(
+        self, record: Callable[[InvocationRecord], None]
+    ) -> tuple[list[InvocationRecord], float]:
+        listener = QueueListener(
+            self.host,
+            self.function,
+            *self.clients,
+            self.options,
+            enqueued=self.enqueued,
+            on_done=self.on_done,
+        )
+        self.listener, self.began = listener, clock()
+        listener.start()
+
+        try:
+            drained = await asyncio.to_thread(
+                wait_drained, listener, self.messages, self.timeout_s, self.cancelled
+            )
+        finally:
+            listener.stop(timeout_s=2.0)
+        if self.cancelled():
+            raise DrainStopped("the drain was stopped")
+        if not drained:
+            done = sum(1 for m in listener.messages.values() if m.done)
+            raise TimeoutError(
+                f"{done} of {self.messages} messages done after {self.timeout_s:g} s"
+            )
+        last = max((m.done for m in listener.messages.values()), default=self.began)
+        invocations = [i for m in listener.messages.values() for i in m.invocations]
+        return invocations, max(last - self.began, 1e-9)
+
+    def cancelled(self) -> bool:
+        """The panel's Stop, or Ctrl-C while drain() waits (threads poll this)."""
+        return self.lab.cancelled() or self.handle.cancelled
+
+    def other_cpu_s(self) -> float:
+        # Azurite's CPU is the lab's too (in Azure the queue service runs elsewhere).
+        return self.lab.azurite.cpu_s()
+
+    def explain(self, summary: Summary) -> str:
+        """The listener's waves, when they (and not the CPU) kept messages from the worker."""
+        assert self.listener is not None
+        busy = mean_in_flight(self.listener.in_flight_curve)
+        return listener_shortfall(summary, self.options, busy)
+
+    def result(self, measured: Measured) -> DrainResult:
+        assert self.listener is not None
+        queue, poison = self.clients
+        records = sorted(self.listener.messages.values(), key=lambda m: m.enqueued)
+        return DrainResult(
+            summary=measured.summary,
+            messages=records,
+            in_flight_curve=[(t - self.began, n) for t, n in self.listener.in_flight_curve],
+            options=self.options,
+            poison=sum(1 for m in records if m.poisoned),
+            retries=sum(max(0, m.tries - 1) for m in records),
+            left_in_queue=queue.get_queue_properties().approximate_message_count or 0,
+            in_poison_queue=poison.get_queue_properties().approximate_message_count or 0,
+            queue_errors=self.listener.errors,
+        )
+
+    async def send(self, fields: QueueMessageFields) -> InvocationRecord:
+        sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
+        return await sender(0)
+
+
+def listener_shortfall(summary: Summary, options: QueuesOptions, busy: float) -> str:
+    """Name the listener's batches when a run fell short with the CPU not saturated and
+    fewer messages in progress, on average, than the listener allows."""
+    cpu_busy = summary.free_cores > 0 and summary.lab_cores / summary.free_cores >= SATURATED
+    if (
+        summary.efficiency >= EXPLAIN_BELOW
+        or summary.errors
+        or cpu_busy
+        or busy >= 0.8 * options.max_in_flight
+    ):
+        return ""
+    held_ms = busy / summary.throughput_rps * 1e3 if summary.throughput_rps else 0.0
+    return (
+        f"the listener's batches: {busy:.1f} messages in progress on average of the "
+        f"{options.max_in_flight} allowed, each held {held_ms:.0f} ms against "
+        f"{summary.service_ms:.0f} ms alone (a batch of {options.batch_size} arrives at "
+        "once and waits its turn for the worker and the queue service; the next comes "
+        f"only when those in progress fall to {options.threshold})"
+    )
+
+
 class QueueLab:
     """Azurite, the upstream and worker processes for queue-triggered functions."""
 
@@ -129,12 +278,10 @@ class QueueLab:
         self.timeout_s = timeout_s or function_timeout_s(self.app) or DEFAULT_TIMEOUT_S
         self.azurite = Azurite()
         self.upstream = Upstream(upstream_delay_ms)
-        self._host: Host | None = None
-        self._host_key: tuple[int, int | None] | None = None
-        self._lock = threading.Lock()
+        self._hosts = HostCache()
         self._cancel = threading.Event()
         self._closed = False
-        self._alone: dict[tuple[str, int, float], list[InvocationRecord]] = {}
+        self._alone: dict[Hashable, list[InvocationRecord]] = {}
 
     def __enter__(self) -> QueueLab:
         return self.start()
@@ -167,10 +314,7 @@ class QueueLab:
         """Stop the workers, Azurite and the upstream. Safe to call twice."""
         self._closed = True
         self._cancel.set()
-        with self._lock:
-            if self._host is not None:
-                self._host.close()
-                self._host = None
+        self._hosts.close()
         self.azurite.close()
         self.upstream.stop()
 
@@ -178,27 +322,26 @@ class QueueLab:
         """Stop a drain in progress (e.g. the panel's Stop button)."""
         self._cancel.set()
 
+    def cancelled(self) -> bool:
+        return self._cancel.is_set() and not self._closed
+
     def host(self, processes: int, threads: int | None) -> Host:
         """Worker processes for these settings; kept until the settings change."""
-        key = (check_processes(processes), check_threads_flag(threads))
-        with self._lock:
-            if self._host is not None and (self._host_key != key or self._host.closed):
-                self._host.close()
-                self._host = None
-            if self._host is None:
-                settings = {
-                    UPSTREAM_URL_SETTING: self.upstream.url,
-                    "AzureWebJobsStorage": self.azurite.connection_string,
-                }
-                self._host = Host(
-                    self.app,
-                    processes=processes,
-                    threads=threads,
-                    timeout_s=self.timeout_s,
-                    app_settings=settings,
-                ).start()
-                self._host_key = key
-            return self._host
+        workers = WorkerSettings(processes, threads)
+        settings = {
+            UPSTREAM_URL_SETTING: self.upstream.url,
+            "AzureWebJobsStorage": self.azurite.connection_string,
+        }
+        return self._hosts.get(
+            workers,
+            lambda: Host(
+                self.app,
+                processes=workers.processes,
+                threads=workers.threads,
+                timeout_s=self.timeout_s,
+                app_settings=settings,
+            ),
+        )
 
     def drain(
         self,
@@ -231,133 +374,50 @@ class QueueLab:
             self.upstream.delay_ms = upstream_delay_ms
         host = self.host(processes, threads)
         info = find_queue_function(host.functions, function)
+        handle = RunHandle(messages)
+        queues = self._empty_queues(info, options)
+        trigger = QueueTrigger(
+            self, host, info, options, queues, messages, bad_messages, timeout_s, handle, on_done
+        )
+
+        async def run() -> DrainResult:
+            handle.attach()
+            measured = await MeasuredRun(
+                host, trigger, self.upstream, handle, self._alone
+            ).measure()
+            return await asyncio.to_thread(trigger.result, measured)
+
+        start_on_thread(handle, run, handle.future.set_exception)
+        return wait_or_cancel(handle, self._cancel.set)
+
+    def _empty_queues(self, info: FunctionInfo, options: QueuesOptions) -> tuple[Any, Any]:
+        """The function's queue and its poison queue, created if need be, emptied."""
         assert info.queue is not None
         queue, poison = queue_clients(self.azurite.connection_string, info.queue, options)
         for client in (queue, poison):  # an empty queue for every drain
             with contextlib.suppress(ResourceExistsError):
                 client.create_queue()
             client.clear_messages()
-
-        # Timed alone once per worker processes and upstream delay: a drain needs no new
-        # warm-up while they stay the same.
-        alone_key = (function, id(host), float(self.upstream.delay_ms))
-        demand_alone = self._alone.get(alone_key)
-        if demand_alone is None:
-            demand_alone = self._alone[alone_key] = self._time_alone(host, function, processes)
-        enqueued = _enqueue(queue, messages, bad_messages)
-        meter = CpuMeter()
-        before = host.stats()
-        self.upstream.reset_stats()
-        # Azurite's CPU is the lab's too (in Azure the queue service runs elsewhere).
-        meter.start(_lab_cpu_s(before) + self.azurite.cpu_s())
-        own_before = own_cpu_s()
-        listener = QueueListener(
-            host, function, queue, poison, options, enqueued=enqueued, on_done=on_done
-        )
-        began = clock()
-        listener.start()
-        try:
-            drained = wait_drained(listener, messages, timeout_s, self._cancel.is_set)
-        finally:
-            listener.stop(timeout_s=2.0)
-        last = max((m.done for m in listener.messages.values()), default=began)
-        elapsed = max(last - began, 1e-9)
-        after = host.stats()
-        cpu = meter.stop(_lab_cpu_s(after) + self.azurite.cpu_s())
-        if self._cancel.is_set() and not self._closed:
-            raise DrainStopped("the drain was stopped")
-        if not drained:
-            done = sum(1 for m in listener.messages.values() if m.done)
-            raise TimeoutError(f"{done} of {messages} messages done after {timeout_s:g} s")
-
-        invocations = [i for m in listener.messages.values() for i in m.invocations]
-        demand = Demand.measure(demand_alone, invocations)
-        pool_threads = None if info.is_async else host.threads
-        ideal = (
-            demand.ideal(
-                concurrency=messages,
-                processes=processes,
-                pool_threads=pool_threads,
-                cores=cpu.free,
-                queue_batch=options.max_in_flight,
-            )
-            if demand.samples
-            else Ideal(0.0, "unknown: the function failed when run alone")
-        )
-        summary = summarize(
-            invocations,
-            function=function,
-            processes=processes,
-            threads=host.threads,
-            concurrency=options.max_in_flight,
-            elapsed_s=elapsed,
-            startup_s=host.startup_s,
-            ideal=ideal,
-            service_s=demand.service_s,
-            worker_stats=after,
-            upstream_peak=self.upstream.stats.peak_in_flight,
-            is_async=info.is_async,
-            cpu=cpu,
-            lab_process_busy=(own_cpu_s() - own_before) / elapsed,
-        )
-        busy = mean_in_flight(listener.in_flight_curve)
-        # The CPU (the lab's, Azurite's) when it was busy, else the listener's waves.
-        cpu_busy = summary.free_cores > 0 and summary.lab_cores / summary.free_cores >= 0.6
-        if (
-            summary.efficiency < EXPLAIN_BELOW
-            and not summary.errors
-            and not cpu_busy
-            and busy < 0.8 * options.max_in_flight
-        ):
-            held_ms = busy / summary.throughput_rps * 1e3 if summary.throughput_rps else 0.0
-            summary.limited_by = (
-                f"the listener's batches: {busy:.1f} messages in progress on average of the "
-                f"{options.max_in_flight} allowed, each held {held_ms:.0f} ms against "
-                f"{summary.service_ms:.0f} ms alone (a batch of {options.batch_size} arrives at "
-                "once and waits its turn for the worker and the queue service; the next comes "
-                f"only when those in progress fall to {options.threshold})"
-            )
-        records = sorted(listener.messages.values(), key=lambda m: m.enqueued)
-        props = queue.get_queue_properties()
-        poison_props = poison.get_queue_properties()
-        return DrainResult(
-            summary=summary,
-            messages=records,
-            in_flight_curve=[(t - began, n) for t, n in listener.in_flight_curve],
-            options=options,
-            poison=sum(1 for m in records if m.poisoned),
-            retries=sum(max(0, m.tries - 1) for m in records),
-            left_in_queue=props.approximate_message_count or 0,
-            in_poison_queue=poison_props.approximate_message_count or 0,
-            queue_errors=listener.errors,
-        )
-
-    def _time_alone(self, host: Host, function: str, processes: int) -> list[InvocationRecord]:
-        """One warm-up per worker, then a few invocations alone: what one message needs."""
-        body = json.dumps({"n": -1}).encode()
-
-        def once(i: int) -> InvocationRecord:
-            fields = QueueMessageFields(id=f"alone-{i}", body=body, dequeue_count=1)
-            record, _ = host.invoke(function, fields).result(self.timeout_s + 5)
-            return record
-
-        for i in range(processes):
-            once(-1 - i)
-        return [once(i) for i in range(max(processes, ALONE_MIN))]
+        return queue, poison
 
 
-def _enqueue(queue: Any, messages: int, bad_messages: int) -> dict[str, float]:
-    """Send the messages (the bad ones spread evenly); message id -> clock() when sent."""
+def _enqueue(
+    queue: Any, messages: int, bad_messages: int, stopped: Callable[[], bool] = lambda: False
+) -> dict[str, float]:
+    """Send the messages (the bad ones spread evenly); message id -> clock() when sent.
+    Once ``stopped()`` says so, the rest are not sent."""
     step = messages / bad_messages if bad_messages else 0
     bad = {round(i * step) for i in range(bad_messages)}
 
-    def send(i: int) -> tuple[str, float]:
+    def send(i: int) -> tuple[str, float] | None:
+        if stopped():
+            return None
         body = BAD_MESSAGE if i in bad else json.dumps({"n": i}).encode()
         sent = queue.send_message(body)
         return sent.id, clock()
 
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="enqueue")
     try:
-        return dict(pool.map(send, range(messages)))
+        return dict(sent for sent in pool.map(send, range(messages)) if sent is not None)
     finally:  # on Ctrl-C, send no more
         pool.shutdown(wait=True, cancel_futures=True)
