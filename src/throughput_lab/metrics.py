@@ -36,6 +36,12 @@ from .invocation import InvocationRecord
 EXPLAIN_BELOW = 0.7
 
 
+def latency_percentiles(latencies: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99 and max, as the CLI's JSON and every summary line give them."""
+    quantiles = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+    return {name: percentile(latencies, q) for name, q in quantiles}
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100); 0.0 for no values."""
     if not values:
@@ -269,16 +275,8 @@ def _transit_share(records: Sequence[InvocationRecord]) -> float:
 SATURATED = 0.6
 
 
-def limited_by(s: Summary) -> str:
-    """Name what kept a run under ``EXPLAIN_BELOW`` of its ideal, from what was measured.
-
-    Each candidate is a resource the worker model leaves out, with how busy the run kept
-    it; the busiest one at or above ``SATURATED`` is named, with its figure.
-    """
-    if s.ideal_rps <= 0 or s.efficiency >= EXPLAIN_BELOW:
-        return ""
-    if s.errors:
-        return f"errors ({s.errors} of {s.requests} requests failed)"
+def _busy_resources(s: Summary) -> list[tuple[float, str]]:
+    """Each resource the worker model leaves out, with how busy the run kept it (0-1+)."""
     processes = s.processes or 1
     candidates: list[tuple[float, str]] = []
     if not s.is_async and (s.threads or 1) > 1 and s.cpu_ms > 0:
@@ -323,7 +321,20 @@ def limited_by(s: Summary) -> str:
             f"{s.lab_process_busy:.0%} of a core (in Azure these are not on the instance)",
         )
     )
-    busiest, text = max(candidates, key=lambda c: c[0])
+    return candidates
+
+
+def limited_by(s: Summary) -> str:
+    """Name what kept a run under ``EXPLAIN_BELOW`` of its ideal, from what was measured.
+
+    Each candidate is a resource the worker model leaves out, with how busy the run kept
+    it; the busiest one at or above ``SATURATED`` is named, with its figure.
+    """
+    if s.ideal_rps <= 0 or s.efficiency >= EXPLAIN_BELOW:
+        return ""
+    if s.errors:
+        return f"errors ({s.errors} of {s.requests} requests failed)"
+    busiest, text = max(_busy_resources(s), key=lambda c: c[0])
     if busiest >= SATURATED:
         return text
     if s.longest_step_ms > 50:  # the function itself held the loop, not the machine
@@ -338,6 +349,23 @@ def limited_by(s: Summary) -> str:
             "the lab's processes waited its turn for the CPU"
         )
     return "nothing the lab can name: run it again on a quieter machine"
+
+
+def _add_worker_stats(summary: Summary, worker_stats: Sequence[WorkerStats]) -> None:
+    """What the workers said of themselves: loop lag, memory, executor peak, their model."""
+    summary.loop_lag_ms = [s.max_loop_lag_ms for s in worker_stats]
+    summary.max_loop_lag_ms = max(summary.loop_lag_ms, default=0.0)
+    summary.worker_rss_mb = [s.rss_bytes / 2**20 for s in worker_stats]
+    summary.executor_peak = max((s.executor_peak for s in worker_stats), default=0)
+    summary.python = next((s.python for s in worker_stats if s.python), None)
+    summary.event_loop = next((s.event_loop for s in worker_stats if s.event_loop), None)
+
+
+def _add_cpu_share(summary: Summary, cpu: CpuShare) -> None:
+    """The cores the lab may use, what others left free, what the lab itself used."""
+    summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours
+    per_request = summary.elapsed_s / summary.requests if summary.requests else 0.0
+    summary.lab_cpu_ms = cpu.ours * per_request * 1e3
 
 
 def summarize(
@@ -363,8 +391,6 @@ def summarize(
     run_ms = sum(r.run_ms for r in ok)
     cpu_ms = sum(r.cpu_ms for r in ok)
     throughput = len(ok) / elapsed_s if elapsed_s > 0 else 0.0
-    lags = [s.max_loop_lag_ms for s in worker_stats]
-    errors = sorted({r.error for r in records if not r.ok and r.error})
     summary = Summary(
         function=function,
         processes=processes,
@@ -376,10 +402,7 @@ def summarize(
         elapsed_s=elapsed_s,
         throughput_rps=throughput,
         startup_s=startup_s,
-        latency_ms={
-            q: percentile(latencies, n)
-            for q, n in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
-        },
+        latency_ms=latency_percentiles(latencies),
         ideal_rps=ideal.rps,
         efficiency=throughput / ideal.rps if ideal.rps > 0 else 0.0,
         bottleneck=ideal.bottleneck,
@@ -387,26 +410,21 @@ def summarize(
         cpu_ms=cpu_ms / len(ok) if ok else 0.0,
         cpu_ratio=cpu_ms / run_ms if run_ms > 0 else 0.0,
         queue_ms_p50=percentile([r.queue_ms for r in ok], 50),
-        max_loop_lag_ms=max(lags, default=0.0),
-        loop_lag_ms=lags,
-        worker_rss_mb=[s.rss_bytes / 2**20 for s in worker_stats],
+        max_loop_lag_ms=0.0,
         upstream_peak_in_flight=upstream_peak,
-        error_samples=errors[:3],
+        error_samples=sorted({r.error for r in records if not r.ok and r.error})[:3],
         is_async=is_async,
         throughput_error_rps=throughput_error(records, elapsed_s),
         ideal_error_rps=ideal.error_rps,
         bounds=dict(ideal.bounds),
         executor_ms=sum(r.executor_ms for r in ok) / len(ok) if ok else 0.0,
-        executor_peak=max((s.executor_peak for s in worker_stats), default=0),
         loop_busy=loop_busy,
         lab_process_busy=lab_process_busy,
         transit_share=_transit_share(ok),
         longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
-        python=next((s.python for s in worker_stats if s.python), None),
-        event_loop=next((s.event_loop for s in worker_stats if s.event_loop), None),
     )
+    _add_worker_stats(summary, worker_stats)
     if cpu is not None:
-        summary.cores, summary.free_cores, summary.lab_cores = cpu.cores, cpu.free, cpu.ours
-        summary.lab_cpu_ms = cpu.ours * elapsed_s / len(records) * 1e3 if records else 0.0
+        _add_cpu_share(summary, cpu)
     summary.limited_by = limited_by(summary)
     return summary
