@@ -33,7 +33,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .learner_errors import LearnerError
 from .remote import KEY_VARIABLE
+from .supervisor import StopStep, SupervisedProcess
 
 KEY_HEADER = "x-functions-key"
 LOCUSTFILE = "locustfile.py"
@@ -50,6 +50,8 @@ INSTALL_HINT = (
     "(or anywhere: pip install locust)"
 )
 _TEST_ID = re.compile(r"[a-z0-9_-]{2,50}")
+# Ctrl-C, as in a terminal: Locust stops its users and writes its statistics.
+STOP_STEPS: tuple[StopStep, ...] = ((signal.SIGINT, 5.0),)
 
 
 class LocustMissingError(LearnerError, RuntimeError):
@@ -345,51 +347,35 @@ def run_locust(
 ) -> LocustStats:
     """Run Locust headless against ``host`` for ``run_time_s`` seconds; return its figures.
 
-    Bounded: Locust stops itself after ``run_time_s``; past that plus a grace period its
-    whole process group is killed, so no load generator outlives the call.
+    Bounded: Locust stops itself after ``run_time_s``; past that plus a grace period, or on
+    Ctrl-C, it is stopped and its whole process group killed, so no load generator outlives
+    the call.
     """
     if not locust_installed():
         raise LocustMissingError(INSTALL_HINT)
     command = locust_command(locustfile, host, users, run_time_s, csv_prefix)
+    timeout_s = run_time_s + 30
     cpu_before = _children_cpu_s()
-    proc = subprocess.Popen(
+    proc = SupervisedProcess(
         command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,  # its own group: stopped as a whole on timeout or Ctrl-C
+        {**os.environ, **(env or {})},
+        "locust",
+        echo=False,  # its output matters only when it wrote no statistics
+        stop_steps=STOP_STEPS,
     )
     try:
-        out, err = proc.communicate(timeout=run_time_s + 30)
+        if not proc.wait(timeout_s):
+            raise subprocess.TimeoutExpired(command, timeout_s)
     except BaseException:
-        _stop_group(proc)
+        proc.stop()
         raise
-    cpu_after = _children_cpu_s()
+    cpu_after = _children_cpu_s()  # it has been reaped: its CPU is counted in
     cpu_s = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     stats_file = Path(f"{csv_prefix}_stats.csv")
     if not stats_file.exists():
-        last = (err or out).strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise RuntimeError(f"locust wrote no statistics: {last[0]}")
+        last = proc.last_output() or f"exit status {proc.returncode}"
+        raise RuntimeError(f"locust wrote no statistics: {last}")
     return read_locust_stats(csv_prefix, cpu_s)
-
-
-def _stop_group(proc: subprocess.Popen[str]) -> None:
-    if os.name == "nt":  # no process groups to signal there
-        proc.kill()
-        proc.communicate()
-        return
-    for sig in (signal.SIGINT, signal.SIGKILL):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + 5
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-    proc.communicate()
 
 
 # -- the commands for more load than this machine --------------------------------------------
