@@ -189,17 +189,7 @@ def render_test_config(
     instance", its high-scale article "total", so the YAML says to check the run.
     """
     test_id = test_id or test_id_for(s)
-    if not _TEST_ID.fullmatch(test_id):
-        raise ValueError(f"--test-id must be 2-50 of a-z, 0-9, _ and -; got {test_id!r}")
-    if engine_instances < 1:
-        raise ValueError(f"--engine-instances must be >= 1, got {engine_instances}")
-    if key_vault_secret is not None and not re.fullmatch(
-        r"https://[^/\s]+\.vault\.azure\.net/secrets/[^\s]+", key_vault_secret
-    ):
-        raise ValueError(
-            "--key-vault-secret must be a Key Vault secret identifier, "
-            f"https://<vault>.vault.azure.net/secrets/<name>; got {key_vault_secret!r}"
-        )
+    _check_test_config(test_id, engine_instances, key_vault_secret)
     q = json.dumps  # a JSON string is a valid double-quoted YAML scalar
     lines = [
         "# Azure Load Testing test configuration: `python -m throughput_lab locustfile` wrote it.",
@@ -228,23 +218,41 @@ def render_test_config(
         "  - name: LOCUST_RUN_TIME",
         f"    value: {q(f'{s.run_time_s}s')}",
     ]
+    lines += _key_lines(key_vault_secret)
+    lines += ["failureCriteria:", "  - percentage(error) > 5"]
+    return "\n".join(lines) + "\n"
+
+
+def _check_test_config(test_id: str, engine_instances: int, key_vault_secret: str | None) -> None:
+    if not _TEST_ID.fullmatch(test_id):
+        raise ValueError(f"--test-id must be 2-50 of a-z, 0-9, _ and -; got {test_id!r}")
+    if engine_instances < 1:
+        raise ValueError(f"--engine-instances must be >= 1, got {engine_instances}")
+    if key_vault_secret is not None and not re.fullmatch(
+        r"https://[^/\s]+\.vault\.azure\.net/secrets/[^\s]+", key_vault_secret
+    ):
+        raise ValueError(
+            "--key-vault-secret must be a Key Vault secret identifier, "
+            f"https://<vault>.vault.azure.net/secrets/<name>; got {key_vault_secret!r}"
+        )
+
+
+def _key_lines(key_vault_secret: str | None) -> list[str]:
+    """The YAML's secret for the function key: where it lives, or how to add it."""
     if key_vault_secret:
-        lines += [
+        return [
             f"# {KEY_VARIABLE} reaches the script as an environment variable; the value below",
             "# is where the key lives (a Key Vault secret identifier), not the key.",
             "secrets:",
             f"  - name: {KEY_VARIABLE}",
             f"    value: {key_vault_secret}",
         ]
-    else:
-        lines += [
-            "# A function key: store it in Key Vault and pass its secret identifier, e.g.",
-            "#   python -m throughput_lab locustfile ... --key-vault-secret \\",
-            "#       https://<vault>.vault.azure.net/secrets/<name>",
-            f"# which adds a secret named {KEY_VARIABLE} (the script reads it with os.environ).",
-        ]
-    lines += ["failureCriteria:", "  - percentage(error) > 5"]
-    return "\n".join(lines) + "\n"
+    return [
+        "# A function key: store it in Key Vault and pass its secret identifier, e.g.",
+        "#   python -m throughput_lab locustfile ... --key-vault-secret \\",
+        "#       https://<vault>.vault.azure.net/secrets/<name>",
+        f"# which adds a secret named {KEY_VARIABLE} (the script reads it with os.environ).",
+    ]
 
 
 def write_load_test(
