@@ -22,6 +22,7 @@ from .host import Host, WorkerDiedError
 from .invocation import HttpRequestFields, InvocationRecord
 from .lab import Lab, RunHandle, RunResult, find_app
 from .metrics import Ideal, Summary, ideal_throughput, percentile
+from .served import served_locally
 from .upstream import Upstream
 
 __all__ = [
@@ -53,5 +54,6 @@ __all__ = [
     "load_app",
     "percentile",
     "python_default_threads",
+    "served_locally",
     "thread_count_from_setting",
 ]
