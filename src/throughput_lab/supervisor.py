@@ -186,7 +186,7 @@ class SupervisedProcess:
         return self.exited.is_set()
 
     def _watch(self) -> None:
-        """Wait for the worker to end, end its group with it, then reap it."""
+        """Wait for the process to end, end its group with it, then reap it."""
         if POSIX and hasattr(os, "waitid"):
             while True:
                 try:  # WNOWAIT: leave it a zombie, so its PID (the group's ID) stays taken
@@ -217,7 +217,7 @@ class SupervisedProcess:
                 self.popen.kill()
 
     def signal_group(self, sig: int) -> None:
-        """Signal the worker and everything in its group, unless it has been reaped."""
+        """Signal the process and everything in its group, unless it has been reaped."""
         with self._signal_lock:
             if self.returncode is None:
                 self._signal_group(sig)
@@ -227,7 +227,7 @@ class SupervisedProcess:
         self.signal_group(signal.SIGKILL if POSIX else signal.SIGTERM)
 
     def close_stdin(self) -> None:
-        """The worker's cue that the host is gone: its watcher ends its group."""
+        """Its cue that its keeper is gone: a worker's watcher (Azurite's guard) ends it."""
         with self._signal_lock, contextlib.suppress(OSError):
             assert self.popen.stdin is not None
             self.popen.stdin.close()
