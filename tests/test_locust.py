@@ -14,11 +14,12 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 import yaml
-from conftest import SAMPLE_APP
+from conftest import SAMPLE_APP, session_processes, wait_gone
 from test_cli import cli, cli_process, free_port, start_serve
 
 from throughput_lab.locust_export import (
@@ -134,6 +135,28 @@ def test_generated_file_runs_unchanged_under_locust_against_serve(tmp_path):
         assert posted.requests > 0 and posted.failures == 0  # GET would be a 405
     finally:
         _stop(proc)
+
+
+@needs_locust
+def test_ctrl_c_stops_locust_and_leaves_no_process(tmp_path):
+    def locusts() -> list:
+        return session_processes(lambda cmdline: "locust" in cmdline, zombies=False)
+
+    before = {p.pid for p in locusts()}
+    host = f"http://127.0.0.1:{free_port()}"  # nothing listens: each request fails, quickly
+    (tmp_path / LOCUSTFILE).write_text(render_locustfile(scenario(f"{host}/api/x", users=2)))
+    main = threading.main_thread().ident
+    assert main is not None
+    ctrl_c = threading.Timer(4.0, signal.pthread_kill, args=(main, signal.SIGINT))
+    ctrl_c.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_locust(tmp_path / LOCUSTFILE, host, 2, 120, tmp_path / "stats")
+    finally:
+        ctrl_c.cancel()
+    assert time.monotonic() - began < 15
+    assert not wait_gone(locusts, before), "Locust outlived the interrupted call"
 
 
 @needs_locust

@@ -172,6 +172,24 @@ def test_azurite_stops_when_its_owner_is_killed(tmp_path, azurite_before):
     assert not wait_no_azurite(azurite_before)
 
 
+def test_an_azurite_that_exits_at_once_is_tried_three_times_then_named(tmp_path, monkeypatch):
+    tries = tmp_path / "tries"
+    script = tmp_path / "azurite-queue"
+    script.write_text(
+        f"#!/bin/sh\necho try >> {tries}\necho 'Azurite Queue service is starting'\n"
+        "echo 'Exit due to unhandled error: listen EADDRINUSE' >&2\nexit 1\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("AZURITE_QUEUE", str(script))
+    azurite = Azurite()
+    with pytest.raises(RuntimeError) as caught:
+        azurite.start()
+    why = "Exit due to unhandled error: listen EADDRINUSE"  # its stderr, not its stdout
+    assert str(caught.value) == f"Azurite did not start: {why}"
+    assert tries.read_text().count("try") == 3
+    assert not azurite.running and azurite.cpu_s() == 0.0
+
+
 def test_azurite_binds_loopback_only(azurite_before):
     with Azurite() as azurite:
         addresses = {

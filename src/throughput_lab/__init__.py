@@ -23,6 +23,7 @@ from .invocation import HttpRequestFields, InvocationRecord
 from .lab import Lab, RunResult, find_app
 from .metrics import Ideal, Summary, ideal_throughput, percentile
 from .run import RunHandle
+from .served import served_locally
 from .upstream import Upstream
 
 __all__ = [
@@ -54,5 +55,6 @@ __all__ = [
     "load_app",
     "percentile",
     "python_default_threads",
+    "served_locally",
     "thread_count_from_setting",
 ]

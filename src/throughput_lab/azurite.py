@@ -7,6 +7,7 @@ a free port, with its data in memory (its working folder a temporary one), and s
 with the lab: on close, on an error, on Ctrl-C (it runs in its own session, so a
 terminal's Ctrl-C reaches only the lab, which then stops it), at interpreter exit, and
 when the lab's process ends any other way (it exits when its stdin from the lab closes).
+The process is kept as the workers are (``supervisor.SupervisedProcess``).
 
 The npm package is installed by ``make`` into ``.azurite/`` (pinned there, with its lock
 file); nothing is downloaded at run time. ``AZURITE_QUEUE`` may name another executable.
@@ -17,16 +18,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
-import subprocess
-import sys
+import signal
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 
 from .learner_errors import LearnerError
+from .supervisor import CLOSE_STDIN, StopStep, SupervisedProcess, answers, free_port
 
 # The well-known development account every Storage SDK and Azurite share (public, not a
 # secret: Learn "Use the Azurite emulator", connection strings).
@@ -44,6 +43,8 @@ _GUARD = (
     "process.stdin.on('end', () => process.exit(0)); process.stdin.resume();"
     " require(require('path').resolve(process.argv[1]));"
 )
+# Its stdin closed, the guard ends it; SIGTERM, then the kill, if that did not.
+STOP_STEPS: tuple[StopStep, ...] = ((CLOSE_STDIN, 0.0), (signal.SIGTERM, 3.0))
 
 
 class AzuriteNotFoundError(LearnerError, RuntimeError):
@@ -76,19 +77,13 @@ def _launcher(executable: str) -> list[str]:
     return [executable]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Azurite:
     """The queue service of Azurite on 127.0.0.1; a context manager."""
 
     def __init__(self, start_timeout_s: float = 30.0) -> None:
         self.start_timeout_s = start_timeout_s
         self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: SupervisedProcess | None = None
         self._data: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -115,75 +110,52 @@ class Azurite:
         executable = find_executable()
         self._data = tempfile.TemporaryDirectory(prefix="throughput-lab-azurite-")
         atexit.register(self.close)
-        session = (
-            {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-            if sys.platform == "win32"
-            else {"start_new_session": True}
-        )
-        # A port taken between choosing and binding makes Azurite exit: try another.
-        for _ in range(3):
-            self.port = _free_port()
-            command = [
-                *_launcher(executable),
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                str(self.port),
-                "--silent",
-                "--inMemoryPersistence",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-            ]
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                cwd=self._data.name,  # anything it writes goes there and is removed
-                **session,
-            )
-            try:
-                if self._wait_ready():
+        try:
+            # A port taken between choosing and binding makes Azurite exit: try another.
+            for _ in range(3):
+                self.port = free_port()
+                self.process = SupervisedProcess(
+                    self._command(executable),
+                    None,
+                    "azurite",
+                    cwd=self._data.name,  # anything it writes goes there and is removed
+                    echo=False,  # quiet; its last words make the error below
+                    read_stdout=False,
+                    stop_steps=STOP_STEPS,
+                )
+                if self.process.wait_ready(
+                    lambda: answers(self.port),
+                    self.start_timeout_s,
+                    f"Azurite not listening after {self.start_timeout_s:g} s",
+                ):
                     return self
-            except BaseException:
-                self.close()
-                raise
+        except BaseException:
+            self.close()
+            raise
         err = self._stop()
         self.close()
         raise RuntimeError(f"Azurite did not start: {err or 'no message'}")
 
-    def _wait_ready(self) -> bool:
-        """True once the port answers; False if Azurite exited (e.g. the port was taken)."""
-        assert self.process is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"Azurite not listening after {self.start_timeout_s:g} s")
+    def _command(self, executable: str) -> list[str]:
+        return [
+            *_launcher(executable),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.port),
+            "--silent",
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ]
 
     def _stop(self) -> str:
-        """Stop the process (terminate, then kill); return the end of what it printed."""
+        """Stop the process (and its group); return the last line it wrote on stderr."""
         proc, self.process = self.process, None
         if proc is None:
             return ""
-        if proc.stdin:
-            proc.stdin.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
-        return err.splitlines()[-1] if err else ""
+        proc.stop()
+        return proc.last_output()
 
     def close(self) -> None:
         """Stop Azurite and remove its data. Safe to call twice."""
@@ -205,4 +177,4 @@ class Azurite:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and not self.process.has_exited()

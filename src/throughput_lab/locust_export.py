@@ -33,7 +33,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .learner_errors import LearnerError
 from .remote import KEY_VARIABLE
+from .supervisor import StopStep, SupervisedProcess
 
 KEY_HEADER = "x-functions-key"
 LOCUSTFILE = "locustfile.py"
@@ -50,6 +50,8 @@ INSTALL_HINT = (
     "(or anywhere: pip install locust)"
 )
 _TEST_ID = re.compile(r"[a-z0-9_-]{2,50}")
+# Ctrl-C, as in a terminal: Locust stops its users and writes its statistics.
+STOP_STEPS: tuple[StopStep, ...] = ((signal.SIGINT, 5.0),)
 
 
 class LocustMissingError(LearnerError, RuntimeError):
@@ -187,17 +189,7 @@ def render_test_config(
     instance", its high-scale article "total", so the YAML says to check the run.
     """
     test_id = test_id or test_id_for(s)
-    if not _TEST_ID.fullmatch(test_id):
-        raise ValueError(f"--test-id must be 2-50 of a-z, 0-9, _ and -; got {test_id!r}")
-    if engine_instances < 1:
-        raise ValueError(f"--engine-instances must be >= 1, got {engine_instances}")
-    if key_vault_secret is not None and not re.fullmatch(
-        r"https://[^/\s]+\.vault\.azure\.net/secrets/[^\s]+", key_vault_secret
-    ):
-        raise ValueError(
-            "--key-vault-secret must be a Key Vault secret identifier, "
-            f"https://<vault>.vault.azure.net/secrets/<name>; got {key_vault_secret!r}"
-        )
+    _check_test_config(test_id, engine_instances, key_vault_secret)
     q = json.dumps  # a JSON string is a valid double-quoted YAML scalar
     lines = [
         "# Azure Load Testing test configuration: `python -m throughput_lab locustfile` wrote it.",
@@ -226,23 +218,41 @@ def render_test_config(
         "  - name: LOCUST_RUN_TIME",
         f"    value: {q(f'{s.run_time_s}s')}",
     ]
+    lines += _key_lines(key_vault_secret)
+    lines += ["failureCriteria:", "  - percentage(error) > 5"]
+    return "\n".join(lines) + "\n"
+
+
+def _check_test_config(test_id: str, engine_instances: int, key_vault_secret: str | None) -> None:
+    if not _TEST_ID.fullmatch(test_id):
+        raise ValueError(f"--test-id must be 2-50 of a-z, 0-9, _ and -; got {test_id!r}")
+    if engine_instances < 1:
+        raise ValueError(f"--engine-instances must be >= 1, got {engine_instances}")
+    if key_vault_secret is not None and not re.fullmatch(
+        r"https://[^/\s]+\.vault\.azure\.net/secrets/[^\s]+", key_vault_secret
+    ):
+        raise ValueError(
+            "--key-vault-secret must be a Key Vault secret identifier, "
+            f"https://<vault>.vault.azure.net/secrets/<name>; got {key_vault_secret!r}"
+        )
+
+
+def _key_lines(key_vault_secret: str | None) -> list[str]:
+    """The YAML's secret for the function key: where it lives, or how to add it."""
     if key_vault_secret:
-        lines += [
+        return [
             f"# {KEY_VARIABLE} reaches the script as an environment variable; the value below",
             "# is where the key lives (a Key Vault secret identifier), not the key.",
             "secrets:",
             f"  - name: {KEY_VARIABLE}",
             f"    value: {key_vault_secret}",
         ]
-    else:
-        lines += [
-            "# A function key: store it in Key Vault and pass its secret identifier, e.g.",
-            "#   python -m throughput_lab locustfile ... --key-vault-secret \\",
-            "#       https://<vault>.vault.azure.net/secrets/<name>",
-            f"# which adds a secret named {KEY_VARIABLE} (the script reads it with os.environ).",
-        ]
-    lines += ["failureCriteria:", "  - percentage(error) > 5"]
-    return "\n".join(lines) + "\n"
+    return [
+        "# A function key: store it in Key Vault and pass its secret identifier, e.g.",
+        "#   python -m throughput_lab locustfile ... --key-vault-secret \\",
+        "#       https://<vault>.vault.azure.net/secrets/<name>",
+        f"# which adds a secret named {KEY_VARIABLE} (the script reads it with os.environ).",
+    ]
 
 
 def write_load_test(
@@ -345,51 +355,35 @@ def run_locust(
 ) -> LocustStats:
     """Run Locust headless against ``host`` for ``run_time_s`` seconds; return its figures.
 
-    Bounded: Locust stops itself after ``run_time_s``; past that plus a grace period its
-    whole process group is killed, so no load generator outlives the call.
+    Bounded: Locust stops itself after ``run_time_s``; past that plus a grace period, or on
+    Ctrl-C, it is stopped and its whole process group killed, so no load generator outlives
+    the call.
     """
     if not locust_installed():
         raise LocustMissingError(INSTALL_HINT)
     command = locust_command(locustfile, host, users, run_time_s, csv_prefix)
+    timeout_s = run_time_s + 30
     cpu_before = _children_cpu_s()
-    proc = subprocess.Popen(
+    proc = SupervisedProcess(
         command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,  # its own group: stopped as a whole on timeout or Ctrl-C
+        {**os.environ, **(env or {})},
+        "locust",
+        echo=False,  # its output matters only when it wrote no statistics
+        stop_steps=STOP_STEPS,
     )
     try:
-        out, err = proc.communicate(timeout=run_time_s + 30)
+        if not proc.wait(timeout_s):
+            raise subprocess.TimeoutExpired(command, timeout_s)
     except BaseException:
-        _stop_group(proc)
+        proc.stop()
         raise
-    cpu_after = _children_cpu_s()
+    cpu_after = _children_cpu_s()  # it has been reaped: its CPU is counted in
     cpu_s = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     stats_file = Path(f"{csv_prefix}_stats.csv")
     if not stats_file.exists():
-        last = (err or out).strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise RuntimeError(f"locust wrote no statistics: {last[0]}")
+        last = proc.last_output() or f"exit status {proc.returncode}"
+        raise RuntimeError(f"locust wrote no statistics: {last}")
     return read_locust_stats(csv_prefix, cpu_s)
-
-
-def _stop_group(proc: subprocess.Popen[str]) -> None:
-    if os.name == "nt":  # no process groups to signal there
-        proc.kill()
-        proc.communicate()
-        return
-    for sig in (signal.SIGINT, signal.SIGKILL):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + 5
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-    proc.communicate()
 
 
 # -- the commands for more load than this machine --------------------------------------------

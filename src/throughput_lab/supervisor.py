@@ -1,17 +1,25 @@
-"""Process-level care of one worker process, as a process supervisor gives it.
+"""Process-level care of one child process, as a process supervisor gives it.
 
-The worker runs handler code the engine does not control: it may start children (with or
+Every process the lab starts and must not leave behind is kept here: the worker processes
+(host.py), Azurite (azurite.py), Locust (locust_export.py) and a served app (served.py).
+A worker runs handler code the engine does not control: it may start children (with or
 without the worker's stdio), fork, print megabytes, block its event loop, or die. So:
 
-- each worker leads a session (and process group) of its own; everything in that group is
-  killed with it, children of handlers included;
+- each kept process leads a session (and process group) of its own, so a terminal's or
+  Jupyter's Ctrl-C reaches only its keeper, which then stops it in order; everything in
+  that group is killed with it, children of handlers included;
 - its exit is waited for without reaping it first (``waitid(WNOWAIT)``), so the group is
-  killed while the worker's PID, hence the group's ID, cannot yet be reused;
-- its stdout and stderr share one pipe, read by a thread that tags each line with the
-  worker and writes it to this process's stderr (never its stdout, which may carry JSON);
-  nothing ever closes that pipe under the reader, so a grandchild holding it blocks no one;
-- its stdin stays open: the worker watches it on a thread of its own and kills its group
-  when it reaches end of file, that is when this process is gone, even if killed outright.
+  killed while the process's PID, hence the group's ID, cannot yet be reused;
+- its stdout and stderr share one pipe (or stdout is discarded), read by a thread that
+  keeps the last lines and, for a worker, tags each line and writes it to this process's
+  stderr (never its stdout, which may carry JSON); nothing ever closes that pipe under the
+  reader, so a grandchild holding it blocks no one;
+- its stdin stays open: a worker (and Azurite, and serve, behind a guard) watches it and
+  ends its group when it reaches end of file, that is when this process is gone, even if
+  killed outright;
+- it is stopped in steps: the caller's own stop request and grace, then the process's stop
+  steps (close its stdin, or signal its group, each followed by a wait), then SIGKILL to
+  the group; interrupted meanwhile (a second Ctrl-C), it kills the group at once.
 """
 
 from __future__ import annotations
@@ -20,13 +28,23 @@ import collections
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 POSIX = sys.platform != "win32"
 LINE_LIMIT = 2000  # characters of one output line passed on; the rest is counted, not shown
+POLL_S = 0.05  # waits are sliced so a signal for the main thread (Ctrl-C) is handled soon
+
+CLOSE_STDIN: Literal["close stdin"] = "close stdin"
+# One stop step: close the process's stdin, or send a signal to its group; then wait.
+StopStep = tuple[Literal["close stdin"] | signal.Signals, float]
+# A worker has had its stop message: EOF on stdin ends its group, SIGTERM its handlers.
+WORKER_STOP: tuple[StopStep, ...] = ((CLOSE_STDIN, 0.5), (signal.SIGTERM, 1.0))
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -42,22 +60,52 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with code {returncode}"
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now; another process may still take it before it is bound."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port: int, timeout_s: float = 0.2) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 class SupervisedProcess:
-    """A worker process in its own session, its output tagged, its exit watched."""
+    """A child process in its own session, its output read, its exit watched.
+
+    ``echo`` passes each output line on to this process's stderr, tagged; without it only
+    the last ``tail_lines`` are kept, for an error message. ``read_stdout=False`` discards
+    stdout and reads stderr alone. ``stop_steps`` are what ``stop`` tries before the kill.
+    """
 
     def __init__(
         self,
         command: Sequence[str],
-        env: Mapping[str, str],
+        env: Mapping[str, str] | None,
         tag: str,
-        first_line: bytes,
-        on_exit: collections.abc.Callable[[SupervisedProcess], None] | None = None,
+        first_line: bytes = b"",
+        on_exit: Callable[[SupervisedProcess], None] | None = None,
+        *,
+        cwd: str | None = None,
+        echo: bool = True,
+        read_stdout: bool = True,
+        tail_lines: int = 5,
+        stop_steps: Sequence[StopStep] = WORKER_STOP,
     ) -> None:
         self.tag = tag
-        self.tail: collections.deque[str] = collections.deque(maxlen=5)
+        self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self.exited = threading.Event()
+        self.output_ended = threading.Event()
         self.returncode: int | None = None
         self.reason = ""  # why the host ended it, if it did (e.g. a memory limit)
+        self._echo = echo
+        self._stop_steps = tuple(stop_steps)
         self._signal_lock = threading.Lock()
         self._on_exit = on_exit
         session = (
@@ -68,26 +116,29 @@ class SupervisedProcess:
         self.popen = subprocess.Popen(
             list(command),
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
+            stdout=subprocess.PIPE if read_stdout else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if read_stdout else subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
             **session,
         )
         self.pid = self.popen.pid
-        assert self.popen.stdin is not None and self.popen.stdout is not None
-        # Hand the worker its first line and keep its stdin open: EOF there is host death.
-        with contextlib.suppress(OSError):
-            self.popen.stdin.write(first_line)
-            self.popen.stdin.flush()
+        output = self.popen.stdout if read_stdout else self.popen.stderr
+        assert self.popen.stdin is not None and output is not None
+        self._output = output
+        # Hand it its first line and keep its stdin open: EOF there is its keeper's death.
+        if first_line:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.write(first_line)
+                self.popen.stdin.flush()
         threading.Thread(target=self._pump, name=f"{tag}-output", daemon=True).start()
         threading.Thread(target=self._watch, name=f"{tag}-exit", daemon=True).start()
 
     # -- output ------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Pass the worker's output on, a line at a time, tagged; keep the last lines."""
-        assert self.popen.stdout is not None
-        fd = self.popen.stdout.fileno()
+        """Read the output a line at a time: keep the last lines, pass them on if echoing."""
+        fd = self._output.fileno()
         pending = b""
         cut = 0  # bytes dropped from the current over-long line
         while True:
@@ -108,15 +159,26 @@ class SupervisedProcess:
         if pending or cut:
             self._emit(pending, cut)
         with contextlib.suppress(OSError):
-            self.popen.stdout.close()  # only this thread ever reads or closes it
+            self._output.close()  # only this thread ever reads or closes it
+        self.output_ended.set()
 
     def _emit(self, raw: bytes, cut: int) -> None:
         line = raw.decode(errors="replace").rstrip("\r")
         if cut:
             line += f" ... ({cut} more bytes on this line not shown)"
         self.tail.append(line)
-        with contextlib.suppress(Exception):  # a closed console must not kill the reader
-            print(f"[{self.tag}] {line}", file=sys.stderr, flush=True)
+        if self._echo:
+            with contextlib.suppress(Exception):  # a closed console must not kill the reader
+                print(f"[{self.tag}] {line}", file=sys.stderr, flush=True)
+
+    def last_output(self, lines: int = 1, wait_s: float = 1.0) -> str:
+        """Its last ``lines`` non-blank lines of output, once its output has ended.
+
+        Waits at most ``wait_s`` for that end: a grandchild may hold the pipe open.
+        """
+        self.output_ended.wait(wait_s)
+        kept = [line for line in list(self.tail) if line.strip()]
+        return "\n".join(kept[-lines:]).strip()
 
     # -- exit --------------------------------------------------------------------------
 
@@ -124,7 +186,7 @@ class SupervisedProcess:
         return self.exited.is_set()
 
     def _watch(self) -> None:
-        """Wait for the worker to end, end its group with it, then reap it."""
+        """Wait for the process to end, end its group with it, then reap it."""
         if POSIX and hasattr(os, "waitid"):
             while True:
                 try:  # WNOWAIT: leave it a zombie, so its PID (the group's ID) stays taken
@@ -155,7 +217,7 @@ class SupervisedProcess:
                 self.popen.kill()
 
     def signal_group(self, sig: int) -> None:
-        """Signal the worker and everything in its group, unless it has been reaped."""
+        """Signal the process and everything in its group, unless it has been reaped."""
         with self._signal_lock:
             if self.returncode is None:
                 self._signal_group(sig)
@@ -165,31 +227,47 @@ class SupervisedProcess:
         self.signal_group(signal.SIGKILL if POSIX else signal.SIGTERM)
 
     def close_stdin(self) -> None:
-        """The worker's cue that the host is gone: its watcher ends its group."""
+        """Its cue that its keeper is gone: a worker's watcher (Azurite's guard) ends it."""
         with self._signal_lock, contextlib.suppress(OSError):
             assert self.popen.stdin is not None
             self.popen.stdin.close()
 
-    def stop(self, grace_s: float, hurry: threading.Event | None = None) -> None:
-        """After a stop message: wait ``grace_s``, close stdin, terminate, kill the group."""
-        steps = ((grace_s, None), (0.5, "stdin"), (1.0, signal.SIGTERM))
-        for wait_s, action in steps:
-            if action == "stdin":
-                self.close_stdin()
-            elif action is not None and POSIX:
-                self.signal_group(action)
-            if self._wait(wait_s, hurry):
+    def stop(self, grace_s: float = 0.0, hurry: threading.Event | None = None) -> None:
+        """Wait ``grace_s`` (after a stop message, if the caller sent one), take the stop
+        steps, then kill the group; ``hurry`` skips what is left of each wait."""
+        try:
+            if self.wait(grace_s, hurry):
                 return
-        self.kill()
-        self.exited.wait(5.0)
+            for action, wait_s in self._stop_steps:
+                if action == CLOSE_STDIN:
+                    self.close_stdin()
+                elif POSIX:  # Windows has no group to signal: the kill below ends it
+                    self.signal_group(action)
+                if self.wait(wait_s, hurry):
+                    return
+        finally:  # also when interrupted: a second Ctrl-C must not leave it running
+            if not self.exited.is_set():
+                self.kill()
+                self.exited.wait(5.0)
 
-    def _wait(self, seconds: float, hurry: threading.Event | None) -> bool:
-        step = 0.05
-        waited = 0.0
-        while waited < seconds:
-            if self.exited.wait(step):
+    def wait(self, timeout_s: float, hurry: threading.Event | None = None) -> bool:
+        """Whether it exited within ``timeout_s``; False as soon as ``hurry`` is set."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.exited.wait(min(POLL_S, max(0.0, deadline - time.monotonic()))):
                 return True
             if hurry is not None and hurry.is_set():
                 return False
-            waited += step
         return self.exited.is_set()
+
+    def wait_ready(self, ready: Callable[[], bool], timeout_s: float, late: str) -> bool:
+        """Whether ``ready()`` came true before the process exited; ``TimeoutError(late)``
+        if neither happened within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not self.exited.is_set():
+            if ready():
+                return True
+            if time.monotonic() > deadline:
+                raise TimeoutError(late)
+            time.sleep(POLL_S)
+        return False
