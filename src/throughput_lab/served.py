@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .supervisor import StopStep, SupervisedProcess, answers, free_port
+from .worker_start import worker_environment
 
-_SRC = str(Path(__file__).resolve().parent.parent)
 # ``python -m throughput_lab serve ARGS`` with the workers' watch on stdin in front. It
 # reads stdin unbuffered: a thread blocked in sys.stdin's buffer would hold its lock, and
 # the interpreter's exit would then abort on it.
@@ -54,11 +54,9 @@ def served_locally(
     if threads is not None:
         args += ["--threads", str(threads)]
     args += ["--upstream-delay-ms", str(upstream_delay_ms)]
-    # The same throughput_lab as this one, whatever the environment would import.
-    path = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
     server = SupervisedProcess(
         [sys.executable, "-c", _SERVE, *args],
-        {**os.environ, "PYTHONPATH": path},
+        worker_environment(os.environ),  # the same throughput_lab as this one
         "serve",
         echo=False,  # a line per request: shown only if it stops before answering
         tail_lines=OUTPUT_LINES,
