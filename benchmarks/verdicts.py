@@ -13,8 +13,6 @@ Run: python benchmarks/verdicts.py [--runs N] [--only NAME ...]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import math
 import os
 import sys
@@ -36,6 +34,7 @@ from exercise_08_instances import ex08  # noqa: E402
 from exercises import ex00, ex01, ex02, ex03, ex04  # noqa: E402
 
 from throughput_lab import MAX_PROCESSES, Lab, available_cores  # noqa: E402
+from throughput_lab.checks import feedback  # noqa: E402
 
 
 # The notebooks' starting answers, which the checks must reject.
@@ -121,13 +120,12 @@ def main() -> int:
             misses: list[str] = []
             for _ in range(args.runs):
                 for answer, should_pass in [(right, True), *((w, False) for w in wrong_answers)]:
-                    with contextlib.redirect_stdout(io.StringIO()) as printed:
-                        exercise.check(answer)
-                    if exercise.passed == should_pass:
+                    verdict = exercise.judge(answer)
+                    if verdict.passed == should_pass:
                         passed += should_pass
                         failed += not should_pass
                     else:
-                        misses.append(printed.getvalue())
+                        misses.append("\n".join(feedback(verdict)))
             wrong_verdicts += len(misses)
             print(
                 f"{name:<18} solution passed {passed}/{args.runs}, wrong answers failed "
