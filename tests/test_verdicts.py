@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
+import pytest
+
 from throughput_lab.checks import (
     HELD,
     NOT_HELD,
@@ -44,6 +46,19 @@ def test_a_lesson_that_stays_under_its_line_does_not_hold(capsys):
     lesson("x", lambda: 1.1, 1.3, "claim", attempts=3)
     out = capsys.readouterr().out
     assert out.startswith(NOT_HELD) and "median of 3" in out
+
+
+def test_a_first_measurement_already_made_is_used_and_measure_runs_only_again(capsys):
+    calls = []
+    lesson("x", lambda: calls.append(1) or 9.0, 1.3, "claim", first=5.0)
+    assert calls == []  # clear of the line: the notebook's own measurement decides
+    assert capsys.readouterr().out.startswith(f"{HELD} x: ratio 5.00 (expected >= 1.3)")
+    ratios = iter([1.5, 9.0])
+    lesson("x", lambda: calls.append(1) or next(ratios), 1.3, "claim", first=1.25)
+    out = capsys.readouterr().out
+    assert calls == [1, 1] and out.startswith(HELD) and "median of 3 measurements" in out
+    with pytest.raises(TypeError):
+        lesson("x", 1.0, 1.3, "claim", first=1.0)
 
 
 def _exercise(values: list[float], limit: float) -> tuple[Exercise, list[float]]:

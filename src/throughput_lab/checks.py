@@ -562,6 +562,7 @@ def lesson(
     expected: float | tuple[float, float],
     claim: str | Callable[[float], str],
     *,
+    first: float | None = None,
     attempts: int = 5,
     noise: float = NEAR,
 ) -> None:
@@ -571,14 +572,21 @@ def lesson(
     within one call, interleaved). A function is called again while its ratio lands
     within noise of ``expected`` (a band that narrows as measurements add up), up to
     ``attempts`` times, and the median decides: one slow run on a busy machine cannot
-    flip a lesson. ``expected`` is a minimum (``3.0``
-    means "at least 3x") or a ``(low, high)`` range; ``claim`` may be a function of the
-    ratio. The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the tests read it).
+    flip a lesson. ``first`` is a ratio the notebook measured already: it counts as the
+    first measurement, and ``measure`` runs only to measure again. ``expected`` is a
+    minimum (``3.0`` means "at least 3x") or a ``(low, high)`` range; ``claim`` may be a
+    function of the ratio. The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the
+    tests read it).
     """
+    if first is not None and not callable(measure):
+        raise TypeError("first= is the first of measure()'s ratios: give measure as a function")
     low, high = expected if isinstance(expected, tuple) else (expected, math.inf)
     ratios: list[float] = []
     while True:
-        ratios.append(measure() if callable(measure) else float(measure))
+        if not ratios and first is not None:
+            ratios.append(float(first))
+        else:
+            ratios.append(measure() if callable(measure) else float(measure))
         ratio = statistics.median(ratios)
         # The median of n measurements wavers about 1/sqrt(n) as much as one does.
         band = noise / math.sqrt(len(ratios))
