@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -320,18 +322,46 @@ def test_hints_get_more_specific_then_repeat(capsys):
 
 
 def test_solution_is_shown_and_loadable(tmp_path: Path, monkeypatch, capsys):
-    (tmp_path / "demo.py").write_text("def demo(req):\n    return 'solved'\n")
+    (tmp_path / "05_demo.py").write_text("def demo(req):\n    return 'solved'\n")
     monkeypatch.setattr(checks, "solutions_dir", lambda: tmp_path)
-    ex = exercise()
+    ex = exercise(name="05_demo")
     ex.solution()
     assert "return 'solved'" in capsys.readouterr().out
-    assert ex.solution_answer()(None) == "solved"
+    assert ex.answer_name == "demo" and ex.solution_answer()(None) == "solved"
 
 
-def test_every_notebook_exercise_has_a_solution_file():
-    solutions = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebook_exercises() -> dict[str, list[checks.Exercise]]:
+    """Every exercise of the workbook, by its module: notebooks/exercise_NN_name.py."""
+    sys.path.insert(0, str(NOTEBOOK_DIR))
+    try:
+        found = {}
+        for path in sorted(NOTEBOOK_DIR.glob("exercise_*.py")):
+            module = importlib.import_module(path.stem)
+            made = [f(FakeLab()) for n, f in vars(module).items() if re.fullmatch(r"ex\d\d", n)]
+            found[path.stem] = [e for m in made for e in (m if isinstance(m, tuple) else (m,))]
+        return found
+    finally:
+        sys.path.remove(str(NOTEBOOK_DIR))
+
+
+def test_each_notebook_has_one_exercise_module_and_each_exercise_a_solution():
+    solutions = NOTEBOOK_DIR / "solutions"
     assert checks.solutions_dir() == solutions
-    assert (solutions / "fix_aiohttp.py").is_file()
+    names = []
+    for stem, exercises in notebook_exercises().items():
+        number = re.fullmatch(r"exercise_(\d\d)_\w+", stem).group(1)
+        (notebook,) = NOTEBOOK_DIR.glob(f"{number}_*.ipynb")
+        assert f"from {stem} import ex{number}" in notebook.read_text(), notebook.name
+        assert exercises, stem
+        for ex in exercises:
+            assert ex.name.startswith(f"{number}_") and ex.solution_path().is_file(), ex.name
+            assert ex.solution_answer() is not None, ex.name
+            names.append(ex.name)
+    assert len(names) == 11  # 00-08 and 11; 04 has two
+    assert sorted(p.stem for p in solutions.glob("*.py")) == sorted(names)
 
 
 def evidence(run: RunResult, answer=sync_handler, upstream=12, delay=100.0) -> checks.Evidence:

@@ -418,7 +418,8 @@ class Exercise:
     """An exercise: the learner's answer is run under load and measured.
 
     ``load`` is passed to ``Lab.run(handler=answer, **load)``; give ``run`` instead when
-    the answer is not a handler (e.g. a thread count for a sample function).
+    the answer is not a handler (e.g. a thread count for a sample function). ``name`` is
+    ``NN_answer``: the solution is ``solutions/NN_answer.py``, and defines ``answer``.
     """
 
     name: str
@@ -429,7 +430,6 @@ class Exercise:
     run: Runner | None = None
     lab: ExerciseLab | None = None
     explanation: str = ""
-    answer_name: str = ""  # the solution file's object, when not named like the exercise
     attempts: int = 3  # runs at most, while every miss is within noise of its limit
     verdict: Verdict | None = field(default=None, init=False, repr=False)  # the last check's
     _hint_index: int = field(default=0, repr=False)
@@ -526,11 +526,16 @@ class Exercise:
         more = " (call again for another)" if index + 1 < len(self.hints) else ""
         print(f"[{self.name}] Hint {index + 1}/{len(self.hints)}{more}: {self.hints[index]}")
 
+    @property
+    def answer_name(self) -> str:
+        """The answer's name: the exercise's, without its notebook number."""
+        return re.sub(r"^\d+_", "", self.name)
+
     def solution_path(self) -> Path:
         return solutions_dir() / f"{self.name}.py"
 
     def solution(self) -> None:
-        """Show the reference solution (``%load solutions/NAME.py`` puts it in a cell)."""
+        """Show the reference solution (``%load solutions/NN_answer.py`` puts it in a cell)."""
         path = self.solution_path()
         text = path.read_text()
         try:
@@ -544,13 +549,13 @@ class Exercise:
             print(f"Solution (solutions/{path.name}):\n{text}")
 
     def solution_answer(self) -> Any:
-        """The reference solution's answer: the object named like the exercise in its file."""
+        """The reference solution's answer: the object named ``answer_name`` in its file."""
         path = self.solution_path()
         spec = importlib.util.spec_from_file_location(f"solution_{self.name}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return getattr(module, self.answer_name or self.name)
+        return getattr(module, self.answer_name)
 
 
 # -- the lesson verdict -------------------------------------------------------------------
