@@ -4,7 +4,10 @@ An ``Exercise`` runs the learner's answer under load through the engine (a handl
 in a notebook cell runs in one in-process worker: ``Lab.run(handler=...)``), then tests
 what was measured against named criteria. The feedback says what was measured, what was
 needed and why, in the style of Kaggle's learntools: ``q.check(answer)``, ``q.hint()``,
-``q.solution()``.
+``q.solution()``. As there, judging is apart from its words: a check concludes a frozen
+``Verdict`` (every run, every criterion as measured), and ``feedback`` (the view) turns it
+into the lines printed; ``check`` prints them and returns the verdict, ``judge`` only
+returns it.
 
 ``lesson()`` prints the one line each notebook ends with, starting "LESSON HELD:" or
 "LESSON DID NOT HOLD:"; the workbook's tests read these lines.
