@@ -22,7 +22,7 @@ from throughput_lab.checks import (
 def _fix(
     name: str, way: str, uses: tuple[str, ...], label: str, hints: list[str], lab: Lab
 ) -> Exercise:
-    """One fix of misused_async: the same criteria, and the way ``uses`` in its source."""
+    """One fix of misused_async: the same criteria for both, and its source uses one of ``uses``."""
     return Exercise(
         name=f"04_{name}",
         task=f"rewrite misused_async as `{name}(req)`: still async def, {way}.",
