@@ -13,8 +13,6 @@ Run: python benchmarks/verdicts.py [--runs N] [--only NAME ...]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import math
 import os
 import sys
@@ -29,13 +27,18 @@ import requests
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
 
+from exercise_00_hello import ex00  # noqa: E402
+from exercise_01_half_and_half import ex01  # noqa: E402
+from exercise_02_fewest_threads import ex02  # noqa: E402
+from exercise_03_two_calls import ex03  # noqa: E402
+from exercise_04_misused_async import ex04  # noqa: E402
 from exercise_05_own_executor import ex05  # noqa: E402
 from exercise_06_processes import ex06  # noqa: E402
 from exercise_07_mixed_settings import ex07  # noqa: E402
 from exercise_08_instances import ex08  # noqa: E402
-from exercises import ex00, ex01, ex02, ex03, ex04  # noqa: E402
 
 from throughput_lab import MAX_PROCESSES, Lab, available_cores  # noqa: E402
+from throughput_lab.checks import feedback  # noqa: E402
 
 
 # The notebooks' starting answers, which the checks must reject.
@@ -121,13 +124,12 @@ def main() -> int:
             misses: list[str] = []
             for _ in range(args.runs):
                 for answer, should_pass in [(right, True), *((w, False) for w in wrong_answers)]:
-                    with contextlib.redirect_stdout(io.StringIO()) as printed:
-                        exercise.check(answer)
-                    if exercise.passed == should_pass:
+                    verdict = exercise.judge(answer)
+                    if verdict.passed == should_pass:
                         passed += should_pass
                         failed += not should_pass
                     else:
-                        misses.append(printed.getvalue())
+                        misses.append("\n".join(feedback(verdict)))
             wrong_verdicts += len(misses)
             print(
                 f"{name:<18} solution passed {passed}/{args.runs}, wrong answers failed "

@@ -99,7 +99,6 @@ def ex05(lab: Lab) -> Exercise:
             "params": {"calls": str(CALLS)},
         },
         lab=lab,
-        answer_name="own_executor",
         explanation=(
             "Every call of an invocation waited at the same time: one upstream delay per "
             "invocation, however many calls it makes."

@@ -54,6 +54,5 @@ def ex06(lab: Lab) -> Exercise:
         ],
         run=run,
         lab=lab,
-        answer_name="processes_for_cpu_bound",
         explanation="One worker process per core: every core busy, no memory spent on idle ones.",
     )

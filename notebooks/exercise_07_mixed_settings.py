@@ -99,6 +99,5 @@ def ex07(lab: Lab) -> Exercise:
         ],
         run=run,
         lab=lab,
-        answer_name="mixed_settings",
         explanation="Processes for the CPU part, threads for the waiting part, and nothing idle.",
     )

@@ -95,7 +95,6 @@ def ex08(lab: Lab) -> Exercise:
         ],
         run=run,
         lab=lab,
-        answer_name="instances_for_500",
         explanation=(
             "Instances = rate x latency / per-instance concurrency: the scale controller "
             "does this sum for you, with the concurrency you allow."

@@ -49,7 +49,7 @@ def ex11(lab: QueueLab) -> Exercise:
         )
 
     return Exercise(
-        name="11_queue_batch",
+        name="11_queue_settings",
         task=(
             "set `queue_settings` (batch_size, new_batch_threshold) so that queue_async_io "
             f"keeps at least {TARGET} messages in progress on average in one worker process."
@@ -63,7 +63,6 @@ def ex11(lab: QueueLab) -> Exercise:
         ],
         run=run,
         lab=lab,
-        answer_name="queue_settings",
         explanation=(
             "With newBatchThreshold >= batchSize the listener fetches the next batch while "
             "the last one still runs, so in-flight stays near batchSize + newBatchThreshold."

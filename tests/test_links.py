@@ -3,7 +3,8 @@
 Checked offline: relative links in the READMEs and in the notebooks' Markdown cells must
 name a file or folder of the repository; external links (http, https, mailto) are not
 fetched. A ``{PLACEHOLDER}`` (an upper-case name in braces, as in ``{HOST}/Config/...``) in
-that prose, or in any link target, is a template nobody filled in.
+that prose, or in any link target, is a template nobody filled in. A solution or an exercise
+check named anywhere in them, code cells too (``%load solutions/00_hello.py``), exists.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DOCUMENTS = sorted(
 LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 PLACEHOLDER = re.compile(r"\{[A-Z][A-Z0-9_]*\}")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+# notebooks/solutions/NN_answer.py and notebooks/exercise_NN_name.py, named by their number.
+NOTEBOOK_FILE = re.compile(r"\b(?:solutions/\d\d_\w+|exercise_\d\d_\w+)\.py\b")
 
 
 def markdown_of(path: Path) -> str:
@@ -35,6 +38,13 @@ def markdown_of(path: Path) -> str:
     if path.suffix == ".ipynb":
         cells = json.loads(path.read_text())["cells"]
         return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return path.read_text()
+
+
+def everything_of(path: Path) -> str:
+    """A Markdown file whole, every cell of a notebook (code cells name solutions too)."""
+    if path.suffix == ".ipynb":
+        return "\n\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
     return path.read_text()
 
 
@@ -68,6 +78,13 @@ def test_no_placeholder_left(path: Path) -> None:
     assert not found, f"{path.relative_to(ROOT)} has unfilled placeholders: {found}"
 
 
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_solutions_and_exercise_checks_exist(path: Path) -> None:
+    named = NOTEBOOK_FILE.findall(everything_of(path))
+    missing = [name for name in named if not (ROOT / "notebooks" / name).is_file()]
+    assert not missing, f"{path.relative_to(ROOT)} names what notebooks/ does not hold: {missing}"
+
+
 def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     """A dead relative link and a placeholder are found; code blocks and URLs are not."""
     text = (
@@ -81,3 +98,5 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     ]
     assert PLACEHOLDER.findall(FENCE.sub("", text)) == ["{HOST}", "{Q}"]
     assert not (ROOT / "notebooks" / links(text)[0]).exists()
+    named = "# (or: %load solutions/04_fix_aiohttp.py) exercise_04_x.py, solutions/NN_answer.py"
+    assert NOTEBOOK_FILE.findall(named) == ["solutions/04_fix_aiohttp.py", "exercise_04_x.py"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -237,7 +239,7 @@ async def async_handler(req):
 def test_check_runs_the_answer_under_load_and_explains(capsys):
     lab = FakeLab()
     ex = exercise(lab=lab)
-    assert ex.check(sync_handler) is None
+    verdict = ex.check(sync_handler)
     out = capsys.readouterr().out
     assert lab.calls == [
         {"function": None, "handler": sync_handler, "concurrency": 8, "requests": 12}
@@ -245,23 +247,34 @@ def test_check_runs_the_answer_under_load_and_explains(capsys):
     assert "✓ every request succeeds: 12 of 12" in out
     assert "1.00 upstream calls per invocation" in out
     assert "Correct! because." in out
-    assert ex.passed is True and ex.last is not None
+    assert out.splitlines() == checks.feedback(verdict)
+    assert verdict.passed and ex.passed is True and ex.verdict is verdict
+    assert [(r.requirement, r.passed) for r in verdict.results] == [
+        ("every request succeeds", True),
+        ("calls UPSTREAM_URL 1 time(s) per invocation", True),
+        ("is a plain def", True),
+    ]
+    assert verdict.results[1].measured == "1.00 upstream calls per invocation"
+    assert verdict.runs[-1].evidence.result is lab._run and not verdict.retried
 
 
 def test_check_says_which_criterion_failed_and_why(capsys):
     ex = exercise(lab=FakeLab())
-    ex.check(async_handler)
+    verdict = ex.check(async_handler)
     out = capsys.readouterr().out
     assert "✗ is a plain def: async def" in out
     assert "Not yet" in out
-    assert ex.passed is False
+    missed = [(r.requirement, r.measured) for r in verdict.results if not r.passed]
+    assert missed == [("is a plain def", "async def")]
+    assert not verdict.passed and ex.passed is False and len(verdict.runs) == 1
 
 
 def test_check_reports_a_run_that_could_not_start(capsys):
     ex = exercise(lab=FakeLab(error=TypeError("bad handler")))
-    ex.check(sync_handler)
+    verdict = ex.check(sync_handler)
     assert "the run failed: TypeError: bad handler" in capsys.readouterr().out
-    assert ex.passed is False
+    assert verdict.error == "TypeError: bad handler" and verdict.runs == ()
+    assert not verdict.passed and ex.passed is False
 
 
 def test_check_with_a_custom_runner_gets_the_answer():
@@ -272,15 +285,33 @@ def test_check_with_a_custom_runner_gets_the_answer():
         return lab.run("sync_io", threads=answer)
 
     ex = exercise(lab=FakeLab(), run=runner, criteria=[checks.no_errors()])
-    ex.check(12)
-    assert seen == [12] and ex.passed
+    verdict = ex.check(12)
+    assert seen == [12] and verdict.passed and ex.passed
 
 
 def test_check_needs_a_lab_and_an_answer(capsys):
     with pytest.raises(ValueError):
         exercise().check(sync_handler)
-    exercise(lab=FakeLab()).check(None)
+    verdict = exercise(lab=FakeLab()).check(None)
     assert "Nothing to check yet" in capsys.readouterr().out
+    assert not verdict.answered and not verdict.passed and verdict.runs == ()
+
+
+def test_judge_prints_nothing_and_concludes_as_check_does(capsys):
+    lab = FakeLab()
+    judged = exercise(lab=lab).judge(async_handler)
+    assert capsys.readouterr().out == ""
+    checked = exercise(lab=lab).check(async_handler)
+    assert judged == checked and not judged.passed
+    assert checks.feedback(judged) == capsys.readouterr().out.splitlines()
+
+
+def test_a_notebook_cell_ending_in_check_shows_the_feedback_once():
+    """The verdict check returns adds no Out[] of its own: the feedback is printed already."""
+    from IPython.core.formatters import DisplayFormatter
+
+    verdict = exercise(lab=FakeLab()).judge(sync_handler)
+    assert DisplayFormatter().format(verdict) == ({}, {})
 
 
 def test_hints_get_more_specific_then_repeat(capsys):
@@ -292,18 +323,46 @@ def test_hints_get_more_specific_then_repeat(capsys):
 
 
 def test_solution_is_shown_and_loadable(tmp_path: Path, monkeypatch, capsys):
-    (tmp_path / "demo.py").write_text("def demo(req):\n    return 'solved'\n")
+    (tmp_path / "05_demo.py").write_text("def demo(req):\n    return 'solved'\n")
     monkeypatch.setattr(checks, "solutions_dir", lambda: tmp_path)
-    ex = exercise()
+    ex = exercise(name="05_demo")
     ex.solution()
     assert "return 'solved'" in capsys.readouterr().out
-    assert ex.solution_answer()(None) == "solved"
+    assert ex.answer_name == "demo" and ex.solution_answer()(None) == "solved"
 
 
-def test_every_notebook_exercise_has_a_solution_file():
-    solutions = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebook_exercises() -> dict[str, list[checks.Exercise]]:
+    """Every exercise of the workbook, by its module: notebooks/exercise_NN_name.py."""
+    sys.path.insert(0, str(NOTEBOOK_DIR))
+    try:
+        found = {}
+        for path in sorted(NOTEBOOK_DIR.glob("exercise_*.py")):
+            module = importlib.import_module(path.stem)
+            made = [f(FakeLab()) for n, f in vars(module).items() if re.fullmatch(r"ex\d\d", n)]
+            found[path.stem] = [e for m in made for e in (m if isinstance(m, tuple) else (m,))]
+        return found
+    finally:
+        sys.path.remove(str(NOTEBOOK_DIR))
+
+
+def test_each_notebook_has_one_exercise_module_and_each_exercise_a_solution():
+    solutions = NOTEBOOK_DIR / "solutions"
     assert checks.solutions_dir() == solutions
-    assert (solutions / "fix_aiohttp.py").is_file()
+    names = []
+    for stem, exercises in notebook_exercises().items():
+        number = re.fullmatch(r"exercise_(\d\d)_\w+", stem).group(1)
+        (notebook,) = NOTEBOOK_DIR.glob(f"{number}_*.ipynb")
+        assert f"from {stem} import ex{number}" in notebook.read_text(), notebook.name
+        assert exercises, stem
+        for ex in exercises:
+            assert ex.name.startswith(f"{number}_") and ex.solution_path().is_file(), ex.name
+            assert ex.solution_answer() is not None, ex.name
+            names.append(ex.name)
+    assert len(names) == 11  # 00-08 and 11; 04 has two
+    assert sorted(p.stem for p in solutions.glob("*.py")) == sorted(names)
 
 
 def evidence(run: RunResult, answer=sync_handler, upstream=12, delay=100.0) -> checks.Evidence:

@@ -4,7 +4,10 @@ An ``Exercise`` runs the learner's answer under load through the engine (a handl
 in a notebook cell runs in one in-process worker: ``Lab.run(handler=...)``), then tests
 what was measured against named criteria. The feedback says what was measured, what was
 needed and why, in the style of Kaggle's learntools: ``q.check(answer)``, ``q.hint()``,
-``q.solution()``.
+``q.solution()``. As there, judging is apart from its words: a check concludes a frozen
+``Verdict`` (every run, every criterion as measured), and ``feedback`` (the view) turns it
+into the lines printed; ``check`` prints them and returns the verdict, ``judge`` only
+returns it.
 
 ``lesson()`` prints the one line each notebook ends with, starting "LESSON HELD:" or
 "LESSON DID NOT HOLD:"; the workbook's tests read these lines.
@@ -17,14 +20,18 @@ import inspect
 import math
 import re
 import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .app_settings import available_cores
 from .lab import Lab, RunResult, find_app
 from .metrics import percentile
+from .upstream import Upstream
+
+if TYPE_CHECKING:  # the queue wing (azure.storage.queue) loads only where a notebook uses it
+    from .queue.lab import DrainResult
 
 HELD = "LESSON HELD:"
 NOT_HELD = "LESSON DID NOT HOLD:"
@@ -38,7 +45,7 @@ class Evidence:
     """What one checked run produced: the answer, the run's result, the upstream's count."""
 
     answer: Any
-    result: RunResult
+    result: RunResult | DrainResult
     upstream_requests: int
     upstream_delay_ms: float
 
@@ -272,6 +279,134 @@ def threads_all_used(slack: int = 2) -> Criterion:
     )
 
 
+# -- what a check concludes ---------------------------------------------------------------
+
+
+class ExerciseLab(Protocol):
+    """What an exercise itself reads of its lab: the upstream the answer calls.
+
+    Its call count and delay go into the evidence. Running the answer is the runner's
+    job (``Lab.run``, ``QueueLab.drain``), so both labs fit; without a runner the answer is
+    a handler, and the lab must be a ``Lab``.
+    """
+
+    @property
+    def upstream(self) -> Upstream: ...
+
+
+# A runner takes the lab of the exercise it was written for (a Lab or a QueueLab) and the
+# answer, and returns what it measured.
+Runner = Callable[[Any, Any], "RunResult | DrainResult"]
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    """One criterion, as measured in one run."""
+
+    requirement: str
+    passed: bool
+    measured: str  # what was measured, in words
+    near_limit: bool  # within noise of its limit: a miss here is measured again
+    why: str = ""  # said beside a miss
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """One run of the answer: the run's summary line and every criterion as measured."""
+
+    line: str
+    results: tuple[CriterionResult, ...]
+    evidence: Evidence = field(repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def close(self) -> bool:
+        """Every miss landed within noise of its limit (a clear miss is final)."""
+        return all(r.passed or r.near_limit for r in self.results)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``Exercise.check`` concluded, and all the feedback needs to say it.
+
+    ``runs`` holds every run, in order: a run whose misses were all near their limits is
+    followed by another, up to ``attempts``; the last run decides. ``running`` is True only
+    in the snapshots ``check`` shows while a run is under way.
+    """
+
+    exercise: str
+    task: str = ""
+    answered: bool = True
+    described: str = ""  # what is run, e.g. "hello under load (4 in flight, 40 requests)"
+    attempts: int = 1  # runs at most
+    runs: tuple[RunVerdict, ...] = ()
+    error: str = ""  # why the answer could not be run, e.g. "TypeError: ..."
+    explanation: str = ""  # said when the answer passes
+    running: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.runs) and not (self.error or self.running) and self.runs[-1].passed
+
+    @property
+    def results(self) -> tuple[CriterionResult, ...]:
+        """Each criterion as the deciding (last) run measured it."""
+        return self.runs[-1].results if self.runs else ()
+
+    @property
+    def retried(self) -> bool:
+        """The answer was measured again because a run missed within noise of a limit."""
+        return len(self.runs) > 1
+
+    def _ipython_display_(self) -> None:
+        """Nothing: a cell ending in ``q.check(answer)`` has printed the feedback already."""
+
+
+# -- the view: a verdict in words ---------------------------------------------------------
+
+
+def feedback(verdict: Verdict) -> list[str]:
+    """The lines printed for ``verdict``.
+
+    A snapshot taken later in the same check only adds lines, so ``check`` prints a run's
+    lines as soon as it is measured.
+    """
+    name = verdict.exercise
+    if not verdict.answered:
+        return [f"[{name}] Nothing to check yet: {verdict.task}"]
+    lines: list[str] = []
+    under_way = verdict.running or bool(verdict.error)  # a run started, not measured
+    for index in range(len(verdict.runs) + under_way):
+        lines.append(
+            f"[{name}] Running {verdict.described} ..." if index == 0 else "  measuring again ..."
+        )
+        if index == len(verdict.runs):  # under way, or it failed
+            break
+        run = verdict.runs[index]
+        lines.append(f"  measured: {run.line}")
+        lines += [_criterion_line(r) for r in run.results]
+        if not run.passed and run.close and index + 1 < verdict.attempts:
+            lines.append("  That was close to the line, and one run on a busy machine can be slow.")
+    if verdict.running:
+        return lines
+    if verdict.error:
+        lines.append(f"  ✗ the run failed: {verdict.error}")
+        lines.append("Not yet. Fix the error above and check again.")
+    elif verdict.passed:
+        lines.append(f"Correct! {verdict.explanation}".rstrip())
+    else:
+        lines.append("Not yet: see the ✗ lines above. Call .hint() for a hint.")
+    return lines
+
+
+def _criterion_line(result: CriterionResult) -> str:
+    why = "" if result.passed or not result.why else f" ({result.why})"
+    return f"  {'✓' if result.passed else '✗'} {result.requirement}: {result.measured}{why}"
+
+
 # -- exercises ----------------------------------------------------------------------------
 
 
@@ -281,15 +416,13 @@ def solutions_dir() -> Path:
     return beside_app if beside_app.is_dir() else Path.cwd() / "solutions"
 
 
-Runner = Callable[[Lab, Any], RunResult]
-
-
 @dataclass
 class Exercise:
     """An exercise: the learner's answer is run under load and measured.
 
     ``load`` is passed to ``Lab.run(handler=answer, **load)``; give ``run`` instead when
-    the answer is not a handler (e.g. a thread count for a sample function).
+    the answer is not a handler (e.g. a thread count for a sample function). ``name`` is
+    ``NN_answer``: the solution is ``solutions/NN_answer.py``, and defines ``answer``.
     """
 
     name: str
@@ -298,59 +431,83 @@ class Exercise:
     hints: Sequence[str] = ()
     load: dict[str, Any] = field(default_factory=dict)
     run: Runner | None = None
-    lab: Lab | None = None
+    lab: ExerciseLab | None = None
     explanation: str = ""
-    answer_name: str = ""  # the solution file's object, when not named like the exercise
     attempts: int = 3  # runs at most, while every miss is within noise of its limit
-    passed: bool | None = None  # the last check's outcome
-    last: Evidence | None = field(default=None, repr=False)  # what the last check measured
+    verdict: Verdict | None = field(default=None, init=False, repr=False)  # the last check's
     _hint_index: int = field(default=0, repr=False)
 
-    def check(self, answer: Any, lab: Lab | None = None) -> None:
-        """Run ``answer`` under load and print each criterion as measured.
+    @property
+    def passed(self) -> bool | None:
+        """The last check's outcome (None before the first)."""
+        return None if self.verdict is None else self.verdict.passed
 
-        The outcome is kept in ``.passed`` (and what was measured in ``.last``); nothing is
-        returned, so a notebook cell shows only the feedback.
+    def check(self, answer: Any, lab: ExerciseLab | None = None) -> Verdict:
+        """Run ``answer`` under load, print each criterion as measured, return the verdict.
+
+        The feedback is printed as each run is measured, not at the end: a run takes
+        seconds, and the learner sees which one is under way.
         """
+        shown = 0
+        for verdict in self._judging(answer, lab):
+            lines = feedback(verdict)
+            for line in lines[shown:]:
+                print(line)
+            shown = len(lines)
+        return verdict
+
+    def judge(self, answer: Any, lab: ExerciseLab | None = None) -> Verdict:
+        """What ``check`` returns, printing nothing (``feedback(verdict)`` has its words)."""
+        *_, verdict = self._judging(answer, lab)
+        return verdict
+
+    def _judging(self, answer: Any, lab: ExerciseLab | None) -> Iterator[Verdict]:
+        """The verdict before each run (``running``), and at the end (kept in ``.verdict``)."""
         lab = lab or self.lab
         if lab is None:
             raise ValueError("give a Lab: Exercise(..., lab=lab) or check(answer, lab=lab)")
-        self.passed, self.last = False, None
+        self.verdict = Verdict(self.name, self.task, answered=False)
         if answer is None or answer is Ellipsis:
-            print(f"[{self.name}] Nothing to check yet: {self.task}")
+            yield self.verdict
             return
-        how = self._describe_load(answer)
-        runner = self.run or (lambda lab, a: lab.run(handler=a, **self.load))
-        for attempt in range(1, self.attempts + 1):
-            print(f"[{self.name}] Running {how} ..." if attempt == 1 else "  measuring again ...")
+        verdict = Verdict(
+            self.name,
+            self.task,
+            described=self._describe_load(answer),
+            attempts=self.attempts,
+            explanation=self.explanation,
+            running=True,
+        )
+        runner = self.run or self._run_handler
+        for _ in range(self.attempts):
+            yield verdict
             try:
                 result = runner(lab, answer)
             except Exception as exc:  # the learner's answer could not even be run
-                print(f"  ✗ the run failed: {type(exc).__name__}: {exc}")
-                print("Not yet. Fix the error above and check again.")
-                return
-            evidence = Evidence(
-                answer, result, lab.upstream.stats.requests, float(lab.upstream.delay_ms)
-            )
-            self.last = evidence
-            print(f"  measured: {result.summary.line()}")
-            passed, close = True, True
-            for criterion in self.criteria:
-                ok, measured, near_line = criterion.evaluate(evidence)
-                passed, close = passed and ok, close and (ok or near_line)
-                why = "" if ok or not criterion.why else f" ({criterion.why})"
-                print(f"  {'✓' if ok else '✗'} {criterion.requirement}: {measured}{why}")
+                verdict = replace(verdict, error=f"{type(exc).__name__}: {exc}")
+                break
+            run = self._measure(answer, result, lab)
+            verdict = replace(verdict, runs=(*verdict.runs, run))
             # A miss within noise of a limit is measured again: a busy machine slows one
             # run, so one slow run says nothing about the answer. A clear miss is final.
-            if passed or not close:
+            if run.passed or not run.close:
                 break
-            if attempt < self.attempts:
-                print("  That was close to the line, and one run on a busy machine can be slow.")
-        self.passed = passed
-        if passed:
-            print(f"Correct! {self.explanation}".rstrip())
-        else:
-            print("Not yet: see the ✗ lines above. Call .hint() for a hint.")
+        self.verdict = replace(verdict, running=False)
+        yield self.verdict
+
+    def _run_handler(self, lab: Lab, answer: Any) -> RunResult:
+        return lab.run(handler=answer, **self.load)
+
+    def _measure(
+        self, answer: Any, result: RunResult | DrainResult, lab: ExerciseLab
+    ) -> RunVerdict:
+        evidence = Evidence(
+            answer, result, lab.upstream.stats.requests, float(lab.upstream.delay_ms)
+        )
+        results = tuple(
+            CriterionResult(c.requirement, *c.evaluate(evidence), why=c.why) for c in self.criteria
+        )
+        return RunVerdict(result.summary.line(), results, evidence)
 
     def _describe_load(self, answer: Any) -> str:
         name = getattr(answer, "__name__", repr(answer))
@@ -372,11 +529,16 @@ class Exercise:
         more = " (call again for another)" if index + 1 < len(self.hints) else ""
         print(f"[{self.name}] Hint {index + 1}/{len(self.hints)}{more}: {self.hints[index]}")
 
+    @property
+    def answer_name(self) -> str:
+        """The answer's name: the exercise's, without its notebook number."""
+        return re.sub(r"^\d+_", "", self.name)
+
     def solution_path(self) -> Path:
         return solutions_dir() / f"{self.name}.py"
 
     def solution(self) -> None:
-        """Show the reference solution (``%load solutions/NAME.py`` puts it in a cell)."""
+        """Show the reference solution (``%load solutions/NN_answer.py`` puts it in a cell)."""
         path = self.solution_path()
         text = path.read_text()
         try:
@@ -390,13 +552,13 @@ class Exercise:
             print(f"Solution (solutions/{path.name}):\n{text}")
 
     def solution_answer(self) -> Any:
-        """The reference solution's answer: the object named like the exercise in its file."""
+        """The reference solution's answer: the object named ``answer_name`` in its file."""
         path = self.solution_path()
         spec = importlib.util.spec_from_file_location(f"solution_{self.name}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return getattr(module, self.answer_name or self.name)
+        return getattr(module, self.answer_name)
 
 
 # -- the lesson verdict -------------------------------------------------------------------
@@ -408,6 +570,7 @@ def lesson(
     expected: float | tuple[float, float],
     claim: str | Callable[[float], str],
     *,
+    first: float | None = None,
     attempts: int = 5,
     noise: float = NEAR,
 ) -> None:
@@ -417,14 +580,21 @@ def lesson(
     within one call, interleaved). A function is called again while its ratio lands
     within noise of ``expected`` (a band that narrows as measurements add up), up to
     ``attempts`` times, and the median decides: one slow run on a busy machine cannot
-    flip a lesson. ``expected`` is a minimum (``3.0``
-    means "at least 3x") or a ``(low, high)`` range; ``claim`` may be a function of the
-    ratio. The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the tests read it).
+    flip a lesson. ``first`` is a ratio the notebook measured already: it counts as the
+    first measurement, and ``measure`` runs only to measure again. ``expected`` is a
+    minimum (``3.0`` means "at least 3x") or a ``(low, high)`` range; ``claim`` may be a
+    function of the ratio. The line starts "LESSON HELD:" or "LESSON DID NOT HOLD:" (the
+    tests read it).
     """
+    if first is not None and not callable(measure):
+        raise TypeError("first= is the first of measure()'s ratios: give measure as a function")
     low, high = expected if isinstance(expected, tuple) else (expected, math.inf)
     ratios: list[float] = []
     while True:
-        ratios.append(measure() if callable(measure) else float(measure))
+        if not ratios and first is not None:
+            ratios.append(float(first))
+        else:
+            ratios.append(measure() if callable(measure) else float(measure))
         ratio = statistics.median(ratios)
         # The median of n measurements wavers about 1/sqrt(n) as much as one does.
         band = noise / math.sqrt(len(ratios))
