@@ -116,8 +116,10 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def _header(text: str) -> tuple[str, str]:
+    """``Name: value``. The name may hold a space ("X Agent: 1"): bench has always sent
+    such a header on, so refusing it now would break a command that works."""
     name, sep, value = text.partition(":")
-    if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+    if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
     return name.strip(), value.strip()
 
@@ -154,6 +156,66 @@ def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
 
 
+def _app_options(p: argparse.ArgumentParser, threads_list: bool = False) -> None:
+    """The app and its workers: folder, processes, threads, upstream, limits.
+
+    ``threads_list``: --processes and --threads take lists such as 1,4,16 (sweep, tune).
+    """
+    p.add_argument("--app", default="sample_functions", help="function app folder")
+    p.add_argument(
+        "--processes",
+        type=_int_list if threads_list else int,
+        help=f"worker processes (default: ${PROCESS_COUNT_SETTING} or 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_int_list if threads_list else int,
+        help="PYTHON_THREADPOOL_THREAD_COUNT (default: the environment's, "
+        "else the worker's default)",
+    )
+    p.add_argument(
+        "--upstream-delay-ms",
+        type=_number(0, 600_000),
+        default=100.0,
+        help="delay of the embedded upstream (default 100)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_number(0, 86_400, low_open=True),
+        help="function timeout in seconds (default: functionTimeout in host.json, else 30)",
+    )
+    p.add_argument(
+        "--max-worker-mb",
+        type=_number(50, 1_000_000),
+        help="end (and report) a worker whose memory, its children's included, passes this",
+    )
+
+
+def _load_options(p: argparse.ArgumentParser) -> None:
+    """The load: requests in flight, how many or how long, the request, --json."""
+    p.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=8,
+        help=f"requests in flight (1-{MAX_CONCURRENCY})",
+    )
+    p.add_argument("--requests", type=_positive_int, help="requests in total")
+    p.add_argument(
+        "--duration",
+        type=_number(0, 86_400, low_open=True),
+        help="seconds to run instead of a count",
+    )
+    p.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        help="query parameter NAME=VALUE for the function (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    request_options(p)
+
+
 def add_queue_options(bench: argparse.ArgumentParser) -> None:
     """``bench --messages N`` drains a queue for a queue-triggered function."""
     bench.add_argument(
@@ -170,93 +232,34 @@ def add_queue_options(bench: argparse.ArgumentParser) -> None:
     )
 
 
-def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
-    """The CLI's queue bench: one drain in a fresh QueueLab."""
-    if args.messages < 1:
-        raise ValueError(f"--messages must be >= 1, got {args.messages}")
-    with QueueLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
-        return lab.drain(
-            args.function,
-            args.messages,
-            processes=processes,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            new_batch_threshold=args.new_batch_threshold,
-            bad_messages=args.bad_messages,
-        )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # The order here is the order --help lists them in.
+    for add in (_bench_parser, _sweep_parser, _tune_parser, _serve_parser, _locustfile_parser):
+        add(commands)
+    return parser
 
-    def app_options(p: argparse.ArgumentParser, threads_list: bool = False) -> None:
-        p.add_argument("--app", default="sample_functions", help="function app folder")
-        p.add_argument(
-            "--processes",
-            type=_int_list if threads_list else int,
-            help=f"worker processes (default: ${PROCESS_COUNT_SETTING} or 1)",
-        )
-        p.add_argument(
-            "--threads",
-            type=_int_list if threads_list else int,
-            help="PYTHON_THREADPOOL_THREAD_COUNT (default: the environment's, "
-            "else the worker's default)",
-        )
-        p.add_argument(
-            "--upstream-delay-ms",
-            type=_number(0, 600_000),
-            default=100.0,
-            help="delay of the embedded upstream (default 100)",
-        )
-        p.add_argument(
-            "--timeout",
-            type=_number(0, 86_400, low_open=True),
-            help="function timeout in seconds (default: functionTimeout in host.json, else 30)",
-        )
-        p.add_argument(
-            "--max-worker-mb",
-            type=_number(50, 1_000_000),
-            help="end (and report) a worker whose memory, its children's included, passes this",
-        )
 
-    def load_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--concurrency",
-            type=_concurrency,
-            default=8,
-            help=f"requests in flight (1-{MAX_CONCURRENCY})",
-        )
-        p.add_argument("--requests", type=_positive_int, help="requests in total")
-        p.add_argument(
-            "--duration",
-            type=_number(0, 86_400, low_open=True),
-            help="seconds to run instead of a count",
-        )
-        p.add_argument(
-            "--param",
-            type=_param,
-            action="append",
-            default=[],
-            help="query parameter NAME=VALUE for the function (repeatable)",
-        )
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        request_options(p)
-
+def _bench_parser(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure one function, or a live URL")
-    app_options(bench)
+    _app_options(bench)
     bench.add_argument("--function", help="function name (with --app)")
     bench.add_argument("--url", help="measure a live HTTP endpoint instead")
-    load_options(bench)
+    _load_options(bench)
     add_queue_options(bench)
 
-    sweep = commands.add_parser("sweep", help="a grid of thread counts x process counts")
-    app_options(sweep, threads_list=True)
-    sweep.add_argument("--function", help="function name (or give --path)")
-    load_options(sweep)
 
+def _sweep_parser(commands: Any) -> None:
+    sweep = commands.add_parser("sweep", help="a grid of thread counts x process counts")
+    _app_options(sweep, threads_list=True)
+    sweep.add_argument("--function", help="function name (or give --path)")
+    _load_options(sweep)
+
+
+def _tune_parser(commands: Any) -> None:
     tune = commands.add_parser("tune", help="measured app settings for one function or request")
-    app_options(tune, threads_list=True)
+    _app_options(tune, threads_list=True)
     tune.add_argument("--function", help="function name (or give --path)")
     tune.add_argument("--concurrency", type=_concurrency, default=32, help="requests in flight")
     tune.add_argument(
@@ -271,10 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--json", action="store_true", help="print one JSON object")
     request_options(tune)
 
+
+def _serve_parser(commands: Any) -> None:
     serve = commands.add_parser("serve", help="serve the app at /api/<route> like func start")
-    app_options(serve)
+    _app_options(serve)
     serve.add_argument("--port", type=_port, default=7071, help="0: any free port")
 
+
+def _locustfile_parser(commands: Any) -> None:
     locust = commands.add_parser(
         "locustfile", help="write the bench scenario as a Locust test (and Azure Load Testing YAML)"
     )
@@ -293,14 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--key-vault-secret", help="Key Vault secret identifier of the function key"
     )
     locust.add_argument("--test-id", help="Azure Load Testing testId")
-    return parser
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
-    return name.strip(), value.strip()
 
 
 def _processes(value: int | None) -> int:
@@ -329,6 +328,22 @@ def _emit(summary: Summary, as_json: bool) -> None:
         print(summary.line())
         if summary.error_samples:
             print("errors: " + " | ".join(summary.error_samples))
+
+
+def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
+    """The CLI's queue bench: one drain in a fresh QueueLab."""
+    if args.messages < 1:
+        raise ValueError(f"--messages must be >= 1, got {args.messages}")
+    with QueueLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        return lab.drain(
+            args.function,
+            args.messages,
+            processes=processes,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            new_batch_threshold=args.new_batch_threshold,
+            bad_messages=args.bad_messages,
+        )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
