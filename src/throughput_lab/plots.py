@@ -186,7 +186,26 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
     lanes: dict[tuple[int, int, str], list[InvocationRecord]] = {}
     for r in records:
         lanes.setdefault(_lane_key(r), []).append(r)
-    bands: list[tuple[str, str, list[tuple[float, float]]]] = []  # label, colour, intervals
+    _draw_bands(ax, _timeline_bands(records, lanes, t0))
+    ax.set_xlim(0, max(r.completed for r in records) - t0)
+    ax.set_xlabel("seconds since the first request was sent")
+    _timeline_legend(ax, sorted({k[0] for k in lanes}))
+    shown = f" (first {len(records)} of {len(every)})" if len(every) > len(records) else ""
+    ax.set_title(f"{records[0].function}: requests over time{shown}", fontsize=10)
+    return fig
+
+
+# A timeline's band: its label, its colour, and its bars as (begin, end) in seconds.
+_Band = tuple[str, str, list[tuple[float, float]]]
+
+
+def _timeline_bands(
+    records: list[InvocationRecord],
+    lanes: dict[tuple[int, int, str], list[InvocationRecord]],
+    t0: float,
+) -> list[_Band]:
+    """For each worker process: its requests waiting, then one band per lane running code."""
+    bands: list[_Band] = []
     for worker in sorted({key[0] for key in lanes}):
         colour = SERIES[worker % len(SERIES)] if worker >= 0 else MEASURED
         waits = [
@@ -198,6 +217,11 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
         for key in sorted(k for k in lanes if k[0] == worker):
             runs = [(r.started - t0, max(r.ended - t0, r.started - t0 + 1e-4)) for r in lanes[key]]
             bands.append((f"process {worker}, {_thread_label(key[2])}", colour, runs))
+    return bands
+
+
+def _draw_bands(ax: Axes, bands: list[_Band]) -> None:
+    """The bands bottom-up (the first at the top), bars that overlap stacked in rows."""
     ticks, labels = [], []
     y = 0.0
     for label, colour, intervals in reversed(bands):
@@ -221,9 +245,10 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
         y += band + 0.1
     ax.set_yticks(ticks, labels, fontsize=8 if len(labels) > 12 else 9)
     ax.set_ylim(-0.1, y)
-    ax.set_xlim(0, max(r.completed for r in records) - t0)
-    ax.set_xlabel("seconds since the first request was sent")
-    workers = sorted({k[0] for k in lanes})
+
+
+def _timeline_legend(ax: Axes, workers: list[int]) -> None:
+    """The key under the plot: waiting (hatched), then running, for the first 4 processes."""
     handles = [
         Patch(
             facecolor=WAITING,
@@ -243,9 +268,6 @@ def timeline(result: Any, ax: Axes | None = None, limit: int = 300) -> Figure:
         fontsize=8,
         frameon=False,
     )
-    shown = f" (first {len(records)} of {len(every)})" if len(every) > len(records) else ""
-    ax.set_title(f"{records[0].function}: requests over time{shown}", fontsize=10)
-    return fig
 
 
 # -- throughput against a setting ---------------------------------------------------------
@@ -278,40 +300,12 @@ def throughput_vs(
     xs_all: list[float] = []
     for i, (name, pairs) in enumerate(groups.items()):
         pairs.sort(key=lambda pair: pair[0])
-        xs = [v for v, _ in pairs]
-        group = [s for _, s in pairs]
-        xs_all += xs
         colour = SERIES[i % len(SERIES)]
-        ax.errorbar(
-            xs,
-            [s.throughput_rps for s in group],
-            yerr=[s.throughput_error_rps for s in group],
-            color=colour,
-            marker=MARKERS[i % len(MARKERS)],
-            linewidth=2,
-            capsize=3,
-            label=f"{name}: measured ±",
+        ideal_colour = IDEAL if len(groups) == 1 else colour
+        xs_all += _plot_measured_and_ideal(
+            ax, name, pairs, colour, MARKERS[i % len(MARKERS)], ideal_colour
         )
-        ideals = [s.ideal_rps if math.isfinite(s.ideal_rps) else math.nan for s in group]
-        ax.errorbar(
-            xs,
-            ideals,
-            yerr=[s.ideal_error_rps for s in group],
-            color=IDEAL if len(groups) == 1 else colour,
-            linestyle="--",
-            linewidth=1.5,
-            capsize=2,
-            label=f"{name}: ideal (Little's law) ±",
-        )
-    if logx is None:
-        positive = [v for v in xs_all if v > 0]
-        logx = bool(positive) and max(positive) / min(positive) >= 16
-    if logx:
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    if xs_all:
-        ax.set_xticks(sorted(set(xs_all)))
-    ax.set_xlabel(X_LABELS.get(x, x))
+    _setting_axis(ax, x, xs_all, logx)
     ax.set_ylabel("throughput (requests/s)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
@@ -319,6 +313,56 @@ def throughput_vs(
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def _plot_measured_and_ideal(
+    ax: Axes,
+    name: str,
+    pairs: list[tuple[float, Summary]],
+    colour: str,
+    marker: str,
+    ideal_colour: str,
+) -> list[float]:
+    """One series: measured throughput (solid, markers) and its ideal (dashed), each ±.
+    Returns the x values drawn."""
+    xs = [v for v, _ in pairs]
+    group = [s for _, s in pairs]
+    ax.errorbar(
+        xs,
+        [s.throughput_rps for s in group],
+        yerr=[s.throughput_error_rps for s in group],
+        color=colour,
+        marker=marker,
+        linewidth=2,
+        capsize=3,
+        label=f"{name}: measured ±",
+    )
+    ideals = [s.ideal_rps if math.isfinite(s.ideal_rps) else math.nan for s in group]
+    ax.errorbar(
+        xs,
+        ideals,
+        yerr=[s.ideal_error_rps for s in group],
+        color=ideal_colour,
+        linestyle="--",
+        linewidth=1.5,
+        capsize=2,
+        label=f"{name}: ideal (Little's law) ±",
+    )
+    return xs
+
+
+def _setting_axis(ax: Axes, x: str, xs: list[float], logx: bool | None) -> None:
+    """The setting's axis: log 2 when asked, or (``logx`` None) when it spans 16x or more;
+    a tick at each value run, and the setting's name."""
+    if logx is None:
+        positive = [v for v in xs if v > 0]
+        logx = bool(positive) and max(positive) / min(positive) >= 16
+    if logx:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    if xs:
+        ax.set_xticks(sorted(set(xs)))
+    ax.set_xlabel(X_LABELS.get(x, x))
 
 
 def _series_name(name: str, s: Summary, x: str, items: Sequence[Summary]) -> str:
