@@ -1,4 +1,4 @@
-"""The command-line contract in design.md: JSON keys, exit codes, one-line errors, cleanup."""
+"""The command-line contract in docs/cli.md: JSON keys, exit codes, one-line errors, cleanup."""
 
 from __future__ import annotations
 

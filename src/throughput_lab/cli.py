@@ -1,4 +1,4 @@
-"""``python -m throughput_lab bench|sweep|serve|tune|locustfile``: the contract in design.md.
+"""``python -m throughput_lab bench|sweep|serve|tune|locustfile``: the contract in docs/cli.md.
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits with 130 and leaves no
 worker process behind; neither prints a traceback.
