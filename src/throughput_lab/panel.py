@@ -364,7 +364,8 @@ class Panel(widgets.VBox):
     # -- what a subclass says ------------------------------------------------------------
 
     def _starting(self, values: dict[str, int]) -> None:
-        """Before a run: clear what the last one showed (the image: its own)."""
+        """Before a run (the progress and summary are cleared already): say it starts, and
+        clear the last run's image, each panel in its own way."""
         self.status.value = "starting..."
 
     def _start(self, values: dict[str, int]) -> Job:
