@@ -1,4 +1,4 @@
-"""The notebook toolkit (plots, widgets, checks) on made-up runs: fast, no worker processes."""
+"""The notebook toolkit (plots, panels, checks) on made-up runs: fast, no worker processes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from throughput_lab.channel import WorkerStats
 from throughput_lab.invocation import InvocationRecord
 from throughput_lab.lab import RunResult
 from throughput_lab.metrics import Ideal, summarize
-from throughput_lab.widgets import CONTROLS, ControlPanel
+from throughput_lab.panel import CONTROLS, ControlPanel
 
 matplotlib.use("Agg")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -390,7 +390,7 @@ def test_source_criterion_ignores_the_function_name():
     assert not ok and measured == "uses none of them"
 
 
-# -- widgets ------------------------------------------------------------------------------
+# -- panels -------------------------------------------------------------------------------
 
 
 class FakeHandle:

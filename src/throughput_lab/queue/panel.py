@@ -3,20 +3,30 @@
 Sliders for host.json's ``batchSize`` and ``newBatchThreshold`` and the app settings
 ``PYTHON_THREADPOOL_THREAD_COUNT`` and ``FUNCTIONS_WORKER_PROCESS_COUNT``; Run drains a
 queue on a thread (the kernel's loop stays free), Stop ends the drain; each run's line and
-its in-flight curve are shown, next to the cap batchSize + newBatchThreshold.
+its in-flight curve are shown, next to the cap batchSize + newBatchThreshold. Everything
+else a panel does (buttons, status, Stop, Kernel > Interrupt) is ``panel.Panel``'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
+import time
 from typing import Any
 
 import ipywidgets as widgets
 
 from .. import plots
+from ..panel import Panel, ThreadJob
 from .lab import DrainResult, DrainStopped, QueueLab
-from .listener import MAX_BATCH_SIZE
+from .listener import MAX_BATCH_SIZE, MessageRecord
+
+# name: (default, least, most, label): host.json's settings, then the app settings
+SLIDERS = {
+    "batch_size": (16, 1, MAX_BATCH_SIZE, "batchSize"),
+    "new_batch_threshold": (8, 0, 64, "newBatchThreshold"),
+    "threads": (32, 1, 64, "threads per process"),
+    "processes": (1, 1, 4, "worker processes"),
+}
 
 
 def in_flight(results: dict[str, DrainResult], ax: Any = None) -> Any:
@@ -35,74 +45,81 @@ def in_flight(results: dict[str, DrainResult], ax: Any = None) -> Any:
     return fig
 
 
-class QueuePanel(widgets.VBox):
-    """Sliders, Run and Stop for draining ``messages`` through ``function``."""
+def lab_running(lab: QueueLab) -> bool:
+    """Whether the lab's Azurite and upstream are up (not closed, as at the notebook's end)."""
+    return lab.azurite.running and bool(lab.upstream.port)
+
+
+class QueuePanel(Panel):
+    """Sliders, Run and Stop for draining ``messages`` through ``function``.
+
+    A lab that was closed (notebook 11's last cell) is started again by the next Run, as
+    ``ControlPanel``'s lab starts its workers again.
+    """
+
+    history: list[DrainResult]
 
     def __init__(self, lab: QueueLab, function: str, messages: int = 200, **values: int) -> None:
         self.lab, self.function, self.messages = lab, function, messages
-        self.history: list[DrainResult] = []
-        style = {"description_width": "150px"}
-        layout = widgets.Layout(width="420px")
-        # name: (default, least, most, label): host.json's settings, then the app settings
-        ranges = {
-            "batch_size": (16, 1, MAX_BATCH_SIZE, "batchSize"),
-            "new_batch_threshold": (8, 0, 64, "newBatchThreshold"),
-            "threads": (32, 1, 64, "threads per process"),
-            "processes": (1, 1, 4, "worker processes"),
-        }
-        self.sliders = {
+        self._done = 0  # messages done in the drain going on
+        self._restarting = False
+        defaults = {name: values.get(name, default) for name, (default, *_) in SLIDERS.items()}
+        sliders = {
             name: widgets.IntSlider(
-                values.get(name, default),
+                defaults[name],
                 low,
                 high,
                 description=label,
-                style=style,
-                layout=layout,
+                style={"description_width": "150px"},
+                layout=widgets.Layout(width="420px"),
             )
-            for name, (default, low, high, label) in ranges.items()
+            for name, (_, low, high, label) in SLIDERS.items()
         }
-        self.run_button = widgets.Button(description="Run", button_style="primary")
-        self.stop_button = widgets.Button(description="Stop", disabled=True)
-        self.run_button.on_click(self._clicked)
-        self.stop_button.on_click(lambda _b: self.lab.cancel())
-        self._task: asyncio.Task[DrainResult | None] | None = None  # held: tasks are weak refs
-        # Results go into widgets' values, not an Output widget: a drain started by a click
-        # ends long after the click's message, and printing then has no cell to land in.
-        self.status = widgets.Label("")
-        self.summary = widgets.HTML("")
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        super().__init__(
-            [
-                *self.sliders.values(),
-                widgets.HBox([self.run_button, self.stop_button, self.status]),
-                self.summary,
-                self.image,
-            ]
-        )
+        title = f"<b>{html.escape(function)}</b>: drain {messages} messages"
+        super().__init__(title, sliders, defaults)
 
-    def _clicked(self, _button: widgets.Button) -> None:
-        self._task = asyncio.ensure_future(self.run())
-
-    async def run(self, **settings: int) -> DrainResult | None:
-        """Drain with the sliders' values (``settings`` moves the sliders first)."""
-        for name, value in settings.items():
-            self.sliders[name].value = value
-        values = {name: s.value for name, s in self.sliders.items()}
-        self.run_button.disabled, self.stop_button.disabled = True, False
+    def _starting(self, values: dict[str, int]) -> None:
         self.status.value = f"draining {self.messages} messages..."
-        try:
-            result = await asyncio.to_thread(self.lab.drain, self.function, self.messages, **values)
-        except DrainStopped:
-            self.status.value = "stopped: nothing measured"
-            return None
-        except Exception as exc:  # one line in the panel; the notebook goes on
-            self.status.value = f"failed: {type(exc).__name__}: {exc}"
-            return None
-        finally:
-            self.run_button.disabled, self.stop_button.disabled = False, True
+        self.image.value = b""  # no plot of the last run beside this one's outcome
+
+    def _start(self, values: dict[str, int]) -> ThreadJob:
+        self._done = 0
+        return ThreadJob(lambda job: self._drain(job, values), self.lab.cancel, "queue-panel")
+
+    def _drain(self, job: ThreadJob, values: dict[str, int]) -> DrainResult:
+        """On the job's thread: start the lab again if it was closed, then drain."""
+        if not lab_running(self.lab):
+            self._restarting = True
+            try:
+                self.lab.close()  # whatever is left of it (safe twice), then all of it anew
+                self.lab.start()
+            finally:
+                self._restarting = False
+        if job.cancelled.is_set():  # Stop while the lab started: drain nothing
+            raise DrainStopped("the drain was stopped")
+
+        def on_done(_message: MessageRecord) -> None:
+            self._done += 1
+            if job.cancelled.is_set():  # a Stop the drain's own start may have cleared
+                self.lab.cancel()
+
+        return self.lab.drain(self.function, self.messages, on_done=on_done, **values)
+
+    async def _show_progress(self, job: ThreadJob, began: float, values: dict[str, int]) -> None:
+        seconds = f"{time.monotonic() - began:.1f} s"
+        if self._restarting:
+            self.status.value = f"the lab was closed: starting it again... {seconds}"
+            return
+        self.progress.value = min(1.0, self._done / self.messages)
+        self.status.value = f"draining {self.messages} messages: {self._done} done, {seconds}"
+
+    def _ended_early(self, exc: BaseException) -> bool:
+        if isinstance(exc, DrainStopped):  # the lab's own cancel() too: a stop, not a failure
+            self._stopping = True
+        return super()._ended_early(exc)
+
+    def _record(self, values: dict[str, int], result: DrainResult) -> str:
         self.history.append(result)
-        self.status.value = f"done: run {len(self.history)}"
-        self.summary.value = f"<code>{html.escape(result.line())}</code>"
         fig = in_flight({f"run {len(self.history)}": result})
         self.image.value = plots.png(fig, dpi=80)
-        return result
+        return result.line()

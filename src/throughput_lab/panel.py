@@ -1,9 +1,16 @@
-"""The control panel: move a setting, press Run, watch throughput against its ideal.
+"""The control panels: move a setting, press Run, watch what the run measured.
 
-The run itself happens on the lab's own thread (``Lab.start``); the panel only polls its
-handle from a task on the kernel's event loop, so the kernel stays free while it runs:
-other cells execute, and Stop is heard. A notebook run headless drives the very same code
-with ``await panel.run(threads=8)``.
+``Panel`` is what every panel shares: Run and Stop, a progress bar, a status line, an
+image and a summary line, and the run itself. A run is a job on a thread of its own (for
+``ControlPanel`` the lab's, ``Lab.start``; for the queue panel a ``ThreadJob``); the panel
+only polls it from a task on the kernel's event loop, so the kernel stays free while it
+runs: other cells execute, and Stop is heard. A failure is one line in the status, and
+results go into widgets' values, never printed: a run started by a click ends long after
+the click's message, and printing then has no cell to land in. A notebook run headless
+drives the very same code with ``await panel.run(threads=8)``.
+
+``ControlPanel`` is the HTTP panel (notebooks 00-06); ``queue.panel.QueuePanel`` drains a
+queue (notebook 11).
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import ipywidgets as widgets
 
@@ -69,6 +77,14 @@ CONTROLS = {
         1000,
         10,
     ),
+}
+
+# Axis labels that fit half the panel's width.
+SHORT_LABELS = {
+    "threads": f"threads ({THREAD_COUNT_SETTING})",
+    "processes": f"processes ({PROCESS_COUNT_SETTING})",
+    "concurrency": "requests in flight",
+    "upstream_delay_ms": "upstream delay (ms)",
 }
 
 
@@ -133,16 +149,237 @@ class _InterruptStops:
         self._stop()
 
 
-# Axis labels that fit half the panel's width.
-SHORT_LABELS = {
-    "threads": f"threads ({THREAD_COUNT_SETTING})",
-    "processes": f"processes ({PROCESS_COUNT_SETTING})",
-    "concurrency": "requests in flight",
-    "upstream_delay_ms": "upstream delay (ms)",
-}
+# -- a run on a thread --------------------------------------------------------------------
 
 
-class ControlPanel(widgets.VBox):
+class Job(Protocol):
+    """A run going on off the kernel's loop: ``RunHandle``, or a ``ThreadJob``."""
+
+    future: Future[Any]
+
+    def done(self) -> bool: ...
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+    def cancel(self) -> None: ...
+
+
+class ThreadJob:
+    """``work(job)`` on a thread of its own; ``cancel()`` sets ``job.cancelled`` and calls
+    ``on_cancel`` (which should make ``work`` return or raise soon)."""
+
+    def __init__(
+        self,
+        work: Callable[[ThreadJob], Any],
+        on_cancel: Callable[[], None],
+        name: str = "panel-run",
+    ) -> None:
+        self.future: Future[Any] = Future()
+        self.cancelled = threading.Event()
+        self._on_cancel = on_cancel
+        threading.Thread(target=self._run, args=(work,), name=name, daemon=True).start()
+
+    def _run(self, work: Callable[[ThreadJob], Any]) -> None:
+        try:
+            result = work(self)
+        except BaseException as exc:  # the panel reports it, in its status line
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self.future.result(timeout)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self._on_cancel()
+
+
+# -- the family ---------------------------------------------------------------------------
+
+
+class Panel(widgets.VBox):
+    """Run and Stop, progress, status, an image and a summary, over a subclass's sliders.
+
+    ``sliders`` set some of the settings; ``defaults`` has a value for every setting, used
+    when it has no slider. A subclass says what a run is: ``_start`` (begin it on a
+    thread: a ``Job``), ``_show_progress`` (while it goes), ``_record`` (keep and draw its
+    result; return its summary line); ``_starting`` clears what the last run showed.
+    """
+
+    refresh_s = 0.5  # seconds between looks at the run going on
+    history: list[Any]
+
+    def __init__(
+        self, title: str, sliders: dict[str, widgets.IntSlider], defaults: dict[str, int]
+    ) -> None:
+        self.sliders = sliders
+        self.defaults = defaults
+        self.history = []
+        self._job: Job | None = None
+        self._busy = False
+        self._stopping = False
+        self._task: asyncio.Future[Any] | None = None  # a reference keeps the task alive
+        # The kernel's main loop, where a signal handler can be set (see _InterruptStops).
+        self._main_loop = _main_thread_loop()
+        self.run_button = widgets.Button(
+            description="Run", icon="play", button_style="success", tooltip="start a run"
+        )
+        self.stop_button = widgets.Button(
+            description="Stop", icon="stop", disabled=True, tooltip="stop the run"
+        )
+        self.progress = widgets.FloatProgress(
+            value=0, min=0, max=1, description="progress", layout=widgets.Layout(width="300px")
+        )
+        self.status = widgets.Label(value="ready: press Run")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.summary = widgets.HTML(value="")
+        self.run_button.on_click(self._on_run)
+        self.stop_button.on_click(lambda _: self.stop())
+        super().__init__(
+            [
+                widgets.HTML(title),
+                widgets.HBox(list(sliders.values()), layout=widgets.Layout(flex_flow="wrap")),
+                widgets.HBox([self.run_button, self.stop_button, self.progress, self.status]),
+                self.image,
+                self.summary,
+            ]
+        )
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._busy
+
+    def settings(self) -> dict[str, int]:
+        """What the next run uses: the sliders' values, defaults for the rest."""
+        values = dict(self.defaults)
+        values.update({name: slider.value for name, slider in self.sliders.items()})
+        return values
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.run_button.disabled = busy
+        self.stop_button.disabled = not busy
+        for slider in self.sliders.values():
+            slider.disabled = busy
+
+    def _runs_text(self) -> str:
+        return f"runs so far: {len(self.history)}"
+
+    # -- running -------------------------------------------------------------------------
+
+    def _on_run(self, _button: Any = None) -> None:
+        if self._busy:
+            return
+        self._set_busy(True)  # now, so that a second click cannot start a second run
+        self._task = asyncio.ensure_future(self._run_quietly())
+
+    async def _run_quietly(self) -> None:
+        try:
+            await self._run({})
+        except Exception as exc:  # shown in the panel; a button has nobody to raise to
+            self.status.value = f"failed: {type(exc).__name__}: {exc}"
+
+    async def run(self, **settings: int) -> Any:
+        """Set sliders from ``settings`` (e.g. ``threads=8``), run, and return the result.
+
+        Returns None if the run was stopped. Await it: ``result = await panel.run()``.
+        """
+        if self._busy:
+            raise RuntimeError("a run is already going: wait for it or press Stop")
+        unknown = [name for name in settings if name not in self.defaults]
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; choose from {list(self.defaults)}")
+        self._set_busy(True)
+        return await self._run(settings)
+
+    async def _run(self, settings: Mapping[str, int]) -> Any:
+        stop_on_interrupt = _InterruptStops(self.stop, self._main_loop)
+        try:
+            for name, value in settings.items():
+                if name in self.sliders:
+                    self.sliders[name].value = value
+                else:
+                    self.defaults[name] = value
+            values = self.settings()
+            self._stopping = False
+            self.progress.value = 0
+            self.summary.value = ""
+            self._starting(values)  # this run's view starts empty, not with the last run's
+            self._job = job = self._start(values)
+            began = time.monotonic()
+            finished = asyncio.wrap_future(job.future)
+            # job.result() reports the run's outcome; this copy's is only for waking up.
+            finished.add_done_callback(lambda f: f.cancelled() or f.exception())
+            with stop_on_interrupt:
+                while not job.done():
+                    stop_on_interrupt.arm()
+                    await self._show_progress(job, began, values)
+                    # Wakes early when the run ends: a Stop shows at once.
+                    await asyncio.wait({finished}, timeout=self.refresh_s)
+            result = job.result()
+            # Drawn first: Run comes back, and "done" shows, once the panel shows this run.
+            line = self._record(values, result)
+        except BaseException as exc:
+            if self._ended_early(exc):
+                return None
+            raise
+        self._job = None
+        self.progress.value = 1
+        self.status.value = f"done in {time.monotonic() - began:.1f} s ({self._runs_text()})"
+        self.summary.value = f"<code>{html.escape(line)}</code>"
+        self._set_busy(False)
+        return result
+
+    def _ended_early(self, exc: BaseException) -> bool:
+        """Stop, Kernel > Interrupt, the cell awaiting the run interrupted, or a failure.
+
+        The run is cancelled, its workers stop, and "runs so far" gains nothing. True when
+        the run was stopped and ``run`` returns None; False when ``exc`` goes on up.
+        """
+        stopped = self._stopping or not isinstance(exc, Exception)
+        job, self._job = self._job, None
+        self._set_busy(False)
+        if job is not None:
+            job.cancel()
+        if stopped:
+            self.status.value = f"stopped: nothing added to the {self._runs_text()}"
+            self.progress.value = 0
+            return isinstance(exc, Exception)
+        self.status.value = f"failed: {type(exc).__name__}: {exc}"
+        return False
+
+    def stop(self) -> None:
+        """Cancel the run going on, if any; its workers stop, and nothing is added."""
+        if self._job is not None and not self._stopping:
+            self._stopping = True
+            self.status.value = "stopping..."
+            self._job.cancel()
+
+    # -- what a subclass says ------------------------------------------------------------
+
+    def _starting(self, values: dict[str, int]) -> None:
+        """Before a run (the progress and summary are cleared already): say it starts, and
+        clear the last run's image, each panel in its own way."""
+        self.status.value = "starting..."
+
+    def _start(self, values: dict[str, int]) -> Job:
+        raise NotImplementedError
+
+    async def _show_progress(self, job: Any, began: float, values: dict[str, int]) -> None:
+        """Called every ``refresh_s`` while the run goes."""
+
+    def _record(self, values: dict[str, int], result: Any) -> str:
+        """Keep and draw a finished run; return its summary line."""
+        raise NotImplementedError
+
+
+class ControlPanel(Panel):
     """Sliders for the settings, Run and Stop, a progress bar and a live plot.
 
     ``controls`` names the sliders shown (keys of ``CONTROLS``); every setting also has a
@@ -150,6 +387,8 @@ class ControlPanel(widgets.VBox):
     against the ideal rate, and adds a point to the history: throughput against the first
     control (or ``history_x``).
     """
+
+    history: list[tuple[dict[str, int], Summary]]
 
     def __init__(
         self,
@@ -191,175 +430,53 @@ class ControlPanel(widgets.VBox):
             "upstream_delay_ms": upstream_delay_ms,
         }
         self.history_x = history_x or (controls[0] if controls else "threads")
-        self.history: list[tuple[dict[str, int], Summary]] = []
         self.last: RunResult | None = None
-        self._handle: RunHandle | None = None
-        self._busy = False
-        self._stopping = False
-        self._task: asyncio.Future[Any] | None = None  # a reference keeps the task alive
-        # The kernel's main loop, where a signal handler can be set (see _InterruptStops).
-        self._main_loop = _main_thread_loop()
-
-        self.sliders: dict[str, widgets.IntSlider] = {}
-        for name in controls:
-            c = CONTROLS[name]
-            low, high = (limits or {}).get(name, (c.low, c.high))
-            self.sliders[name] = widgets.IntSlider(
-                value=min(max(self.defaults[name], low), high),
-                min=low,
-                max=high,
-                step=c.step,
-                description=c.description,
-                tooltip=c.tooltip,
-                continuous_update=False,
-                style={"description_width": "80px"},
-                layout=widgets.Layout(width="360px"),
-            )
-        self.run_button = widgets.Button(
-            description="Run", icon="play", button_style="success", tooltip="start a run"
-        )
-        self.stop_button = widgets.Button(
-            description="Stop", icon="stop", disabled=True, tooltip="stop the run"
-        )
-        self.progress = widgets.FloatProgress(
-            value=0, min=0, max=1, description="progress", layout=widgets.Layout(width="300px")
-        )
-        self.status = widgets.Label(value="ready: press Run")
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.summary = widgets.HTML(value="")
-        self.run_button.on_click(self._on_run)
-        self.stop_button.on_click(lambda _: self.stop())
+        sliders = {name: self._slider(CONTROLS[name], limits) for name in controls}
         what = function or getattr(handler, "__name__", "handler")
-        super().__init__(
-            [
-                widgets.HTML(f"<b>{html.escape(what)}</b> under load"),
-                widgets.HBox(list(self.sliders.values()), layout=widgets.Layout(flex_flow="wrap")),
-                widgets.HBox([self.run_button, self.stop_button, self.progress, self.status]),
-                self.image,
-                self.summary,
-            ]
-        )
+        super().__init__(f"<b>{html.escape(what)}</b> under load", sliders, self.defaults)
         self._draw(None, None)
 
-    # -- state ---------------------------------------------------------------------------
+    def _slider(
+        self, c: Control, limits: Mapping[str, tuple[int, int]] | None
+    ) -> widgets.IntSlider:
+        low, high = (limits or {}).get(c.name, (c.low, c.high))
+        return widgets.IntSlider(
+            value=min(max(self.defaults[c.name], low), high),
+            min=low,
+            max=high,
+            step=c.step,
+            description=c.description,
+            tooltip=c.tooltip,
+            continuous_update=False,
+            style={"description_width": "80px"},
+            layout=widgets.Layout(width="360px"),
+        )
 
-    @property
-    def running(self) -> bool:
-        return self._busy
+    # -- a run ---------------------------------------------------------------------------
 
-    def settings(self) -> dict[str, int]:
-        """What the next run uses: the sliders' values, defaults for the rest."""
-        values = dict(self.defaults)
-        values.update({name: slider.value for name, slider in self.sliders.items()})
-        return values
+    def _starting(self, values: dict[str, int]) -> None:
+        self.status.value = "starting workers..."
+        self._draw(None, None)
 
-    def _set_busy(self, busy: bool) -> None:
-        self._busy = busy
-        self.run_button.disabled = busy
-        self.stop_button.disabled = not busy
-        for slider in self.sliders.values():
-            slider.disabled = busy
+    def _start(self, values: dict[str, int]) -> RunHandle:
+        return self.lab.start(
+            self.function,
+            handler=self.handler,
+            processes=values["processes"],
+            threads=values["threads"],
+            concurrency=values["concurrency"],
+            upstream_delay_ms=values["upstream_delay_ms"],
+            requests=self.requests,
+            duration_s=self.duration_s,
+            params=self.params,
+            **self.request,
+        )
 
-    # -- running -------------------------------------------------------------------------
-
-    def _on_run(self, _button: Any = None) -> None:
-        if self._busy:
-            return
-        self._set_busy(True)  # now, so that a second click cannot start a second run
-        self._task = asyncio.ensure_future(self._run_quietly())
-
-    async def _run_quietly(self) -> None:
-        try:
-            await self._run({})
-        except Exception as exc:  # shown in the panel; a button has nobody to raise to
-            self.status.value = f"failed: {type(exc).__name__}: {exc}"
-
-    async def run(self, **settings: int) -> RunResult | None:
-        """Set sliders from ``settings`` (e.g. ``threads=8``), run, and return the result.
-
-        Returns None if the run was stopped. Await it: ``result = await panel.run()``.
-        """
-        if self._busy:
-            raise RuntimeError("a run is already going: wait for it or press Stop")
-        unknown = [name for name in settings if name not in self.defaults]
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; choose from {list(self.defaults)}")
-        self._set_busy(True)
-        return await self._run(settings)
-
-    async def _run(self, settings: Mapping[str, int]) -> RunResult | None:
-        stop_on_interrupt = _InterruptStops(self.stop, self._main_loop)
-        try:
-            for name, value in settings.items():
-                if name in self.sliders:
-                    self.sliders[name].value = value
-                else:
-                    self.defaults[name] = value
-            values = self.settings()
-            self._stopping = False
-            self.progress.value = 0
-            self.summary.value = ""
-            self.status.value = "starting workers..."
-            self._draw(None, None)  # this run's plot starts empty, not with the last run
-            self._handle = handle = self.lab.start(
-                self.function,
-                handler=self.handler,
-                processes=values["processes"],
-                threads=values["threads"],
-                concurrency=values["concurrency"],
-                upstream_delay_ms=values["upstream_delay_ms"],
-                requests=self.requests,
-                duration_s=self.duration_s,
-                params=self.params,
-                **self.request,
-            )
-            began = time.monotonic()
-            finished = asyncio.wrap_future(handle.future)
-            # handle.result() reports the run's outcome; this copy's is only for waking up.
-            finished.add_done_callback(lambda f: f.cancelled() or f.exception())
-            with stop_on_interrupt:
-                while not handle.done():
-                    stop_on_interrupt.arm()
-                    await self._show_progress(handle, began, values)
-                    # Wakes early when the run ends: a Stop shows at once.
-                    await asyncio.wait({finished}, timeout=self.refresh_s)
-            result = handle.result()
-            # The plot first: Run comes back, and "done" shows, once the panel shows this run.
-            self.history.append((values, result.summary))
-            self._draw(result.records, result.summary)
-        except BaseException as exc:
-            # Stop, Kernel > Interrupt, or the cell awaiting this interrupted: one outcome.
-            # The run is cancelled, its workers stop, and "runs so far" gains nothing.
-            stopped = self._stopping or not isinstance(exc, Exception)
-            handle, self._handle = self._handle, None
-            self._set_busy(False)
-            if handle is not None:
-                handle.cancel()
-            if stopped:
-                self.status.value = f"stopped: nothing added to the {self._runs_text()}"
-                self.progress.value = 0
-                if isinstance(exc, Exception):
-                    return None
-                raise
-            self.status.value = f"failed: {type(exc).__name__}: {exc}"
-            raise
-        self._handle = None
+    def _record(self, values: dict[str, int], result: RunResult) -> str:
+        self.history.append((values, result.summary))
+        self._draw(result.records, result.summary)
         self.last = result
-        self.progress.value = 1
-        self.status.value = f"done in {time.monotonic() - began:.1f} s ({self._runs_text()})"
-        self.summary.value = f"<code>{html.escape(result.summary.line())}</code>"
-        self._set_busy(False)
-        return result
-
-    def _runs_text(self) -> str:
-        return f"runs so far: {len(self.history)}"
-
-    def stop(self) -> None:
-        """Cancel the run going on, if any; its workers stop, and nothing is added."""
-        if self._handle is not None and not self._stopping:
-            self._stopping = True
-            self.status.value = "stopping..."
-            self._handle.cancel()
+        return result.summary.line()
 
     async def _show_progress(self, handle: RunHandle, began: float, values: dict[str, int]) -> None:
         records = list(handle.records)
