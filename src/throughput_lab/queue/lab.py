@@ -297,6 +297,7 @@ class QueueLab:
         self.close()
 
     def start(self) -> QueueLab:
+        self._closed = False  # a closed lab may be started again (the panel's Run does)
         try:
             self.azurite.start()
             self.upstream.start()
