@@ -49,6 +49,14 @@ def session_processes(
     return found
 
 
+def azurite_processes() -> list[psutil.Process]:
+    """Azurite queue services started by this test session, zombies left out."""
+    return session_processes(
+        lambda cmdline: "azurite" in " ".join(cmdline) and "queue" in " ".join(cmdline),
+        zombies=False,
+    )
+
+
 def wait_gone(
     find: Callable[[], list[psutil.Process]], before: AbstractSet[int], timeout_s: float = 10.0
 ) -> list[psutil.Process]:

@@ -21,7 +21,7 @@ import pytest
 from conftest import (
     APPS,
     SAMPLE_APP,
-    session_processes,
+    azurite_processes,
     wait_gone,
     wait_no_workers,
     worker_processes,
@@ -31,14 +31,6 @@ from throughput_lab.azurite import Azurite
 from throughput_lab.metrics import ideal_throughput
 from throughput_lab.queue.lab import QueueLab
 from throughput_lab.queue.listener import Backoff, QueueSettingError, QueuesOptions
-
-
-def azurite_processes() -> list[psutil.Process]:
-    """Azurite processes started by this test session."""
-    return session_processes(
-        lambda cmdline: "azurite" in " ".join(cmdline) and "queue" in " ".join(cmdline),
-        zombies=False,
-    )
 
 
 def wait_no_azurite(

@@ -12,8 +12,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-import psutil
-from conftest import SAMPLE_APP, session_processes, wait_gone, wait_no_workers, worker_processes
+from conftest import SAMPLE_APP, azurite_processes, wait_gone, wait_no_workers, worker_processes
 
 from throughput_lab.queue.lab import QueueLab
 from throughput_lab.queue.panel import QueuePanel
@@ -141,13 +140,6 @@ def test_the_queue_panel_runs_as_awaited_from_a_cell():
 
 
 # -- a real lab ---------------------------------------------------------------------------
-
-
-def azurite_processes() -> list[psutil.Process]:
-    return session_processes(
-        lambda cmdline: "azurite" in " ".join(cmdline) and "queue" in " ".join(cmdline),
-        zombies=False,
-    )
 
 
 def test_run_after_the_lab_was_closed_drains_and_stop_still_stops():

@@ -47,6 +47,27 @@ def test_a_queue_drain_is_summarized_by_the_same_measured_run(measured_runs):
     assert "queue batch" in result.summary.bounds  # the listener's own bound, from its trigger
 
 
+def test_a_queue_function_is_timed_alone_once_per_what_decides_that_time(monkeypatch):
+    """A new host (other threads) reuses the times alone; another upstream delay does not.
+    Keyed by the host's identity, a freed host's address could hand its times to another."""
+    import throughput_lab.run as run
+
+    timed: list[int] = []
+    real = run.time_alone
+
+    async def counting(trigger, processes):  # type: ignore[no-untyped-def]
+        timed.append(processes)
+        return await real(trigger, processes)
+
+    monkeypatch.setattr(run, "time_alone", counting)
+    with QueueLab(SAMPLE_APP, upstream_delay_ms=20) as lab:
+        lab.drain("queue_sync_io", 4, threads=2)
+        lab.drain("queue_sync_io", 4, threads=4)
+        assert len(timed) == 1
+        lab.drain("queue_sync_io", 4, threads=4, upstream_delay_ms=40)
+    assert len(timed) == 2
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

@@ -36,6 +36,7 @@ from ..run import (
     MeasuredRun,
     RunHandle,
     WorkerSettings,
+    code_stamp,
     start_on_thread,
     wait_or_cancel,
 )
@@ -159,8 +160,9 @@ class QueueTrigger:
 
     @property
     def alone_key(self) -> Hashable:
-        # Timed alone once per worker processes and upstream delay.
-        return (self.function, id(self.host), float(self.lab.upstream.delay_ms))
+        # What decides the time alone, as for HTTP: the handler, the upstream's delay, and
+        # the app's code (an edited app is timed anew). Not the host: its settings do not.
+        return (self.function, float(self.lab.upstream.delay_ms), code_stamp(self.lab.app))
 
     async def invoke(self, index: int) -> InvocationRecord:
         fields = QueueMessageFields(id=f"alone-{index}", body=ALONE_BODY, dequeue_count=1)
