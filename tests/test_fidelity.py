@@ -102,9 +102,12 @@ def test_pure_python_cpu_does_not_scale_with_threads_but_with_processes(lab):
         for s in r.values():
             print(s.line())
             assert s.errors == 0, s.error_samples
-        # Alone on its thread, a pure-Python loop computes all the time (with 4 threads,
-        # waiting for the GIL counts as wall time too).
-        assert r["1 x 1"].cpu_ratio > 0.8, "a pure-Python loop is CPU-bound"
+    # Alone on its thread, a pure-Python loop computes all the time it is scheduled (with 4
+    # threads, waiting for the GIL counts as wall time too). An I/O handler's ratio is ~0.01;
+    # 0.6 leaves room for a machine whose other programs take turns on its core (0.77 was
+    # seen with four busy loops beside the run).
+    cpu_ratio = statistics.median(r["1 x 1"].cpu_ratio for r in rounds)
+    assert cpu_ratio > 0.6, f"a pure-Python loop is CPU-bound: CPU / wall {cpu_ratio:.2f}"
     threads_gain = statistics.median(
         r["1 x 4"].throughput_rps / r["1 x 1"].throughput_rps for r in rounds
     )
