@@ -208,6 +208,10 @@ def retarget(text: str, document: Path, home: Home | None) -> str:
         found = (document.parent / target.partition("#")[0]).resolve()
         return found if found.is_dir() and found.is_relative_to(ROOT) else None
 
+    def folder_page(target: str) -> str | None:
+        found = folder(target)
+        return home.folder_url(found.relative_to(ROOT).as_posix()) if home and found else None
+
     def unlink(match: re.Match[str]) -> str:
         target = match.group(2)
         outside = re.match(r"^[a-z]+:", target) or target.startswith("#")
@@ -223,18 +227,18 @@ def retarget(text: str, document: Path, home: Home | None) -> str:
             new = os.path.relpath(ROOT / "index.md", document.parent) + (
                 f"#{anchor}" * bool(anchor)
             )
-        elif folder(target) and home and home.web_url:
-            new = home.folder_url(found.relative_to(ROOT).as_posix()) or target
+        elif (page := folder_page(target)) is not None:
+            new = page
         else:
             return match.group(0)
         return match.group(0).replace(target, new, 1)
 
-    # Code blocks are left alone: only prose outside them is rewritten.
     def prose(part: str) -> str:
         if home is None or home.web_url is None:
             part = TEXT_LINK.sub(unlink, part)
         return LINK.sub(one, part)
 
+    # Code blocks are left alone: only prose outside them is rewritten.
     pieces, last = [], 0
     for fence in FENCE.finditer(text):
         pieces += [prose(text[last : fence.start()]), fence.group(0)]

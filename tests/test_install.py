@@ -67,7 +67,9 @@ def test_every_package_of_the_engine_is_in_the_wheel() -> None:
     assert present <= APP_FILES, f"sample_functions/ has files the wheel lacks: {present}"
 
 
-def test_the_sample_app_is_found_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+def test_the_sample_app_is_found_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """From a folder of its own the default app is the checkout's (or the installed) copy;
     a sample_functions/ where the command runs, or above it, comes first."""
     from throughput_lab import find_app
