@@ -6,6 +6,7 @@
 #                   then make book-test once, with the last of them
 #   make book       the workbook as a static site in build/book/html (book/build.py)
 #   make book-test  make book, then open the site in Chromium (tests/test_site.py)
+#   make binder     the mybinder.org link for this checkout, from its git remote (book/binder.py)
 #
 # Options: make lab PYTHON=python3.13 PORT=8890    make test PYTEST_ARGS="-k environment"
 
@@ -27,8 +28,10 @@ LINT_PATHS := $(wildcard src tests sample_functions notebooks book benchmarks)
 # JupyterLab refuses to run as root unless told to (containers, CI, some workshop VMs).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
+# The workbook is the engine with its lab extra (JupyterLab, widgets, plots); the engine alone
+# is what `pip install` of the wheel gives (throughput-lab on the command line).
 # The test install: the workbook with its test, browser and load (Locust) extras.
-TEST_SPEC := ".[test,browser,load]"
+TEST_SPEC := ".[lab,test,browser,load]"
 NO_NEWS := "@jupyterlab/apputils-extension:announcements"
 # Test only: Microsoft's worker dispatch code, the oracle the engine is checked against
 # (tests/oracle). It declares Python >= 3.13 and installs normally there; its dispatch path
@@ -51,13 +54,14 @@ AZURITE := .azurite/node_modules/.installed
 NO_NODE := "make: npm (Node.js 18 or newer) is needed for Azurite, the queue emulator of \
 notebook 11: https://nodejs.org, or conda install -c conda-forge nodejs"
 
-.PHONY: help lab test test-all book book-test clean azurite-if-node
+.PHONY: help lab test test-all book book-test binder clean azurite-if-node
 
 help:
 	@echo "make lab    install into $(VENV) and open JupyterLab at $(NOTEBOOK)"
 	@echo "make test   install into $(VENV) with the test extras, run ruff, then pytest"
 	@echo "make test-all  make test on each of $(CI_PYTHONS), then make book-test (what CI runs)"
 	@echo "make book   execute the notebooks (or reuse the tests' executed copies), build the site"
+	@echo "make binder the mybinder.org link that opens this checkout (from its git remote)"
 	@echo "make clean  remove $(VENV) and .azurite/node_modules (start over, e.g. after changing PYTHON)"
 
 # A $(VENV) made by another Python would quietly stand in for the PYTHON asked for.
@@ -102,6 +106,11 @@ book: $(VENV)/.installed-book azurite-if-node
 book-test: book $(VENV)/.installed-test
 	THROUGHPUT_LAB_SITE="$(CURDIR)/build/book/html" $(VPY) -m pytest tests/test_site.py
 
+# Only the standard library: no virtual environment needed. One line either way: the link,
+# or (exit 1) what to do when the checkout has no public git remote.
+binder:
+	@'$(PYTHON_EXE)' book/binder.py
+
 clean:
 	rm -rf $(VENV) .azurite/node_modules
 
@@ -132,7 +141,7 @@ $(VENV)/.installed-lab: pyproject.toml | $(VPY)
 	@if [ $(VENV)/.installed-test -nt pyproject.toml ]; then touch $@; exit 0; fi; \
 	echo "Installing the workbook into $(VENV) (quiet: pip's output is shown only on failure)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
-	$(call quietly,$(VPY) -m pip install -e .) && \
+	$(call quietly,$(VPY) -m pip install -e ".[lab]") && \
 	$(call quietly,$(VENV)/bin/jupyter labextension disable $(NO_NEWS)) && \
 	touch $@
 
@@ -140,7 +149,7 @@ $(VENV)/.installed-book: pyproject.toml | $(VPY)
 	$(same_python)
 	@echo "Installing the workbook with its book extra (Sphinx, MyST-NB) into $(VENV) (quiet)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
-	$(call quietly,$(VPY) -m pip install -e ".[book]") && \
+	$(call quietly,$(VPY) -m pip install -e ".[lab,book]") && \
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VPY)

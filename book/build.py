@@ -10,6 +10,10 @@
 3. Sphinx (MyST-NB, sphinx-book-theme) builds HTML into build/book/html with warnings as
    errors, so a dead internal link or anchor fails the build.
 
+The launch links (Binder) and the repository's pages come from where this checkout lives
+(book/binder.py, as `make binder`): with no public git remote they are left out, and a
+line says so.
+
 Prints the pages, images and seconds it took. Exit 2 with one line on bad input.
 """
 
@@ -29,6 +33,8 @@ from typing import Any
 
 import nbformat
 
+from binder import Home, find_home
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -41,6 +47,7 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 GUIDE, GLOSSARY = "notebooks/README.md", "notebooks/glossary.md"
 LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+TEXT_LINK = re.compile(r"(?<!!)\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
 def source_hash(path: Path) -> str:
@@ -192,9 +199,23 @@ def markdown_of(path: Path) -> str:
     return path.read_text()
 
 
-def retarget(text: str, document: Path) -> str:
+def retarget(text: str, document: Path, home: Home | None) -> str:
     """Links that the site must point elsewhere: README.md is the landing page (index);
-    a folder has no page, so its link goes to the folder in the repository."""
+    a folder has no page, so its link goes to the folder's page in the repository, or, with
+    no known web page for the repository, becomes plain text."""
+
+    def folder(target: str) -> Path | None:
+        found = (document.parent / target.partition("#")[0]).resolve()
+        return found if found.is_dir() and found.is_relative_to(ROOT) else None
+
+    def folder_page(target: str) -> str | None:
+        found = folder(target)
+        return home.folder_url(found.relative_to(ROOT).as_posix()) if home and found else None
+
+    def unlink(match: re.Match[str]) -> str:
+        target = match.group(2)
+        outside = re.match(r"^[a-z]+:", target) or target.startswith("#")
+        return match.group(1) if not outside and folder(target) else match.group(0)
 
     def one(match: re.Match[str]) -> str:
         target = match.group(1)
@@ -206,21 +227,26 @@ def retarget(text: str, document: Path) -> str:
             new = os.path.relpath(ROOT / "index.md", document.parent) + (
                 f"#{anchor}" * bool(anchor)
             )
-        elif found.is_dir() and found.is_relative_to(ROOT):
-            new = f"{repository_url()}/tree/HEAD/{found.relative_to(ROOT).as_posix()}/"
+        elif (page := folder_page(target)) is not None:
+            new = page
         else:
             return match.group(0)
         return match.group(0).replace(target, new, 1)
 
+    def prose(part: str) -> str:
+        if home is None or home.web_url is None:
+            part = TEXT_LINK.sub(unlink, part)
+        return LINK.sub(one, part)
+
     # Code blocks are left alone: only prose outside them is rewritten.
     pieces, last = [], 0
     for fence in FENCE.finditer(text):
-        pieces += [LINK.sub(one, text[last : fence.start()]), fence.group(0)]
+        pieces += [prose(text[last : fence.start()]), fence.group(0)]
         last = fence.end()
-    return "".join([*pieces, LINK.sub(one, text[last:])])
+    return "".join([*pieces, prose(text[last:])])
 
 
-def stage(notebooks: dict[Path, Path], src: Path) -> None:
+def stage(notebooks: dict[Path, Path], src: Path, home: Home | None) -> None:
     """The site's sources under ``src``, laid out as in the repository, so links hold.
 
     Pages: README.md (as index.md), the guide, the notebooks, the glossary, then any other
@@ -234,7 +260,7 @@ def stage(notebooks: dict[Path, Path], src: Path) -> None:
         nb = for_the_site(nbformat.read(executed, as_version=4))
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = retarget(cell.source, stored)
+                cell.source = retarget(cell.source, stored, home)
         nbformat.write(nb, src / "notebooks" / stored.name)
     pages = [ROOT / GUIDE, *notebooks, ROOT / GLOSSARY]
     seen = {ROOT / "README.md", *pages}
@@ -254,38 +280,35 @@ def stage(notebooks: dict[Path, Path], src: Path) -> None:
         if page.suffix == ".md":
             copy = src / page.relative_to(ROOT)
             copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_text(with_binder_link(retarget(page.read_text(), page)))
+            copy.write_text(with_binder_link(retarget(page.read_text(), page, home), home))
     toctree = "\n".join(page.relative_to(ROOT).with_suffix("").as_posix() for page in pages)
-    readme = retarget((ROOT / "README.md").read_text(), ROOT / "README.md")
+    readme = retarget((ROOT / "README.md").read_text(), ROOT / "README.md", home)
     (src / "index.md").write_text(
         f"{readme}\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toctree}\n```\n"
     )
 
 
-def with_binder_link(text: str) -> str:
-    """A Markdown page with "launch on Binder" under its title (the theme gives notebook
-    pages a button of their own)."""
-    repo = repository_url().removeprefix("https://github.com/").strip("/")
-    if not repo:
+def with_binder_link(text: str, home: Home | None) -> str:
+    """A Markdown page with "launch on Binder" under its title (notebook pages get a launch
+    button in the header, book/conf.py); the page as it is when there is no public home."""
+    if home is None:
         return text
-    url = f"https://mybinder.org/v2/gh/{repo}/HEAD?urlpath=lab/tree/notebooks/00_start_here.ipynb"
     title, newline, rest = text.partition("\n")
-    link = f"[Launch the workbook on Binder]({url})\n"
+    link = f"[Launch the workbook on Binder]({home.launch_url()})\n"
     if title.startswith("# "):
         return f"{title}\n\n{link}{newline}{rest}"
     return f"{link}\n{text}"
 
 
-def repository_url() -> str:
-    """pyproject.toml's [project.urls] Repository (the README's Binder badge uses it too)."""
-    match = re.search(r'^Repository\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-    return match.group(1) if match else ""
-
-
-def sphinx(src: Path, html_dir: Path, doctrees: Path) -> None:
+def sphinx(src: Path, html_dir: Path, doctrees: Path, home: Home | None = None) -> None:
+    """Build the HTML; ``home`` gives notebook pages their launch button (book/conf.py)."""
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q"]
     command += ["-c", str(BOOK), "-d", str(doctrees), str(src), str(html_dir)]
-    env = {**os.environ, "THROUGHPUT_LAB_REPOSITORY": repository_url()}
+    env = {
+        **os.environ,
+        "THROUGHPUT_LAB_BINDER": home.launch_base if home else "",
+        "THROUGHPUT_LAB_REPOSITORY": (home.web_url or "") if home else "",
+    }
     done = subprocess.run(command, env=env, check=False)
     if done.returncode:
         raise SystemExit(f"book: Sphinx failed (exit {done.returncode}); its warnings are above")
@@ -324,8 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     html_dir = args.out / "html"
     if html_dir.exists():
         shutil.rmtree(html_dir)
-    stage(executed, args.out / "src")
-    sphinx(args.out / "src", html_dir, args.out / "doctrees")
+    home = find_home(ROOT)
+    if home is None:
+        print(
+            "book: no public git remote (origin), so the site has no Binder launch links; "
+            "push to GitHub or GitLab and build again to have them (see: make binder)"
+        )
+    stage(executed, args.out / "src", home)
+    sphinx(args.out / "src", html_dir, args.out / "doctrees", home)
     pages, images = count(html_dir)
     print(
         f"book: {pages} pages, {images} images in {html_dir}; "

@@ -8,6 +8,12 @@ machine cannot do.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from binder import opening  # book/binder.py, beside this file
 
 project = "Throughput Lab"
 author = "Throughput Lab contributors"
@@ -30,13 +36,46 @@ html_theme = "sphinx_book_theme"
 html_title = "Throughput Lab"
 html_copy_source = False
 html_show_sourcelink = False
-REPOSITORY = os.environ.get("THROUGHPUT_LAB_REPOSITORY", "https://github.com/OWNER/REPO")
+# From book/build.py, which finds them with book/binder.py (the checkout's git remote):
+# empty when the checkout has no public home, and then the site has no such buttons.
+BINDER = os.environ.get("THROUGHPUT_LAB_BINDER", "")  # a launch link without its urlpath
+REPOSITORY = os.environ.get("THROUGHPUT_LAB_REPOSITORY", "")  # the repository's web page
 html_theme_options = {
     "repository_url": REPOSITORY,
-    "repository_branch": "HEAD",
     "path_to_docs": "",
-    "use_repository_button": True,
-    # "Launch on Binder" on every notebook page opens that notebook in JupyterLab.
-    "launch_buttons": {"binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
+    "use_repository_button": bool(REPOSITORY),
     "show_toc_level": 2,
 }
+
+
+def add_launch_button(
+    app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+) -> None:
+    """A "Launch on Binder" button in a notebook page's header: it opens that notebook.
+
+    Not the theme's own launch_buttons: it knows GitHub and gitlab.com shapes only, and
+    escapes a plain git URL half (https%3A//...), which mybinder.org cannot resolve.
+    """
+    if not BINDER or context.get("page_source_suffix") != ".ipynb":
+        return
+    button = {
+        "type": "link",
+        "text": "Binder",
+        "tooltip": "Launch on Binder",
+        "icon": "_static/images/logo_binder.svg",
+        "url": opening(BINDER, f"{pagename}.ipynb"),
+    }
+    context["header_buttons"].append(
+        {
+            "type": "group",
+            "tooltip": "Launch interactive content",
+            "icon": "fas fa-rocket",
+            "buttons": [button],
+            "label": "launch-buttons",
+        }
+    )
+
+
+def setup(app: Any) -> None:
+    # After the theme's own header buttons (priority 501), which start the list.
+    app.connect("html-page-context", add_launch_button, priority=502)

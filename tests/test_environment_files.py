@@ -1,8 +1,8 @@
 """The ways in agree: pyproject.toml, environment.yml, binder/, README.md and .ci/run.
 
 No conda solver can run here, so these checks are what keeps the conda and Binder
-environments honest: the same packages as pyproject.toml's runtime dependencies, with the
-same version ranges, under their conda-forge names.
+environments honest: the same packages as pyproject.toml's runtime dependencies and its
+`lab` extra (the notebooks'), with the same version ranges, under their conda-forge names.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -34,6 +34,7 @@ POSTBUILD = ROOT / "binder" / "postBuild"
 README = ROOT / "README.md"
 CI_RUN = ROOT / ".ci" / "run"
 MAKEFILE = ROOT / "Makefile"
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 
 # PyPI name -> conda-forge name, where they differ.
 CONDA_FORGE_NAMES = {
@@ -62,8 +63,11 @@ def _pyproject() -> dict:
 
 
 def _runtime_requirements() -> dict[str, SpecifierSet]:
-    """pyproject.toml's runtime dependencies on the Python the environment files pin."""
-    reqs = [Requirement(line) for line in _pyproject()["project"]["dependencies"]]
+    """What a learner's environment holds, on the Python the environment files pin:
+    pyproject.toml's runtime dependencies (the engine, its CLI) and its lab extra."""
+    project = _pyproject()["project"]
+    lines = [*project["dependencies"], *project["optional-dependencies"]["lab"]]
+    reqs = [Requirement(line) for line in lines]
     return {
         canonicalize_name(r.name): r.specifier
         for r in reqs
@@ -277,48 +281,61 @@ def test_ci_command_is_the_readme_test_command_on_each_ci_python() -> None:
     )
 
 
-def _binder_badge_urls() -> list[str]:
-    return re.findall(r"\]\((https://mybinder\.org/v2/[^)\s]+)\)", README.read_text())
-
-
-def test_readme_binder_badge_opens_a_notebook_in_lab() -> None:
+def test_readme_explains_make_binder_and_carries_no_fixed_launch_link() -> None:
+    """The Binder link depends on where the clone lives (book/binder.py), so the README gives
+    the command that prints it, not a link that is dead in every other fork."""
     text = README.read_text()
-    assert "https://mybinder.org/badge_logo.svg" in text, "README.md needs the Binder badge"
-    urls = _binder_badge_urls()
-    assert urls, "README.md's Binder badge must link to mybinder.org/v2/..."
-    for url in urls:
-        parts = urlsplit(url)
-        assert re.fullmatch(r"/v2/gh/[^/]+/[^/]+/[^/]+", parts.path), url
-        urlpath = parse_qs(parts.query).get("urlpath", [""])[0]
-        assert urlpath.startswith("lab/tree/notebooks/"), (
-            f"the badge must open JupyterLab at a notebook (urlpath=lab/tree/notebooks/...): {url}"
-        )
-        assert urlpath.endswith(".ipynb"), url
+    fixed = re.findall(r"\]\((https://mybinder\.org/v2/[^)\s]+)\)", FENCE.sub("", text))
+    assert not fixed, f"README.md links to a fixed Binder address: {fixed}"
+    assert "make binder" in text, "README.md must say how to get the Binder link: make binder"
+    recipe = re.search(r"^binder:.*?\n((?:\t.*\n)+)", MAKEFILE.read_text(), re.M)
+    assert recipe and "book/binder.py" in recipe.group(1), "make binder runs book/binder.py"
 
 
-def test_readme_binder_badge_is_built_from_the_repository_setting() -> None:
-    """One setting, pyproject.toml's [project.urls] Repository, names the GitHub repository;
-    the badge launches that repository, so publishing means changing it in one place."""
-    repository = _pyproject()["project"]["urls"]["Repository"]
-    found = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", repository)
-    assert found, f"[project.urls] Repository must be https://github.com/OWNER/NAME: {repository}"
-    urls = _binder_badge_urls()
-    assert urls, "README.md needs the Binder badge"
-    for url in urls:
-        assert urlsplit(url).path.startswith(f"/v2/gh/{found[1]}/{found[2]}/"), (
-            f"the Binder badge must launch {repository} ([project.urls] Repository): {url}"
+def test_the_workbook_installs_with_its_lab_extra() -> None:
+    """The notebooks' packages are the lab extra: every install that opens them asks for it."""
+    makefile = MAKEFILE.read_text()
+    spec = re.search(r"^TEST_SPEC := (.+)$", makefile, re.M)
+    assert spec, "Makefile: TEST_SPEC"
+    installs = [
+        line.replace("$(TEST_SPEC)", spec.group(1))
+        for line in re.findall(r"pip install -e (\S+)", makefile)
+    ]
+    assert installs, "Makefile installs the workbook with pip install -e"
+    for install in installs:
+        extras = re.search(r"\[([^\]]*)\]", install)
+        assert extras and "lab" in extras.group(1).split(","), (
+            f"Makefile installs {install} without the lab extra (the notebooks' packages)"
         )
 
 
-def test_readme_binder_badge_target_exists() -> None:
-    if not any((ROOT / "notebooks").glob("*.ipynb")):
-        pytest.skip("no notebooks in notebooks/ yet")
-    for url in _binder_badge_urls():
-        urlpath = parse_qs(urlsplit(url).query)["urlpath"][0]
-        target = ROOT / urlpath.removeprefix("lab/tree/")
-        assert target.is_file(), (
-            f"the Binder badge opens {target.relative_to(ROOT)}, which is missing"
-        )
+# Spelled in two halves, so that this file does not hold the placeholder it looks for.
+PLACEHOLDER_ADDRESS = "OWNER" + "/REPO"
+
+
+def _tracked_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, text=True, check=False
+    )
+    if listed.returncode == 0 and listed.stdout:
+        return [ROOT / name for name in listed.stdout.split("\0") if name]
+    skip = {".git", ".venv", "build", "dist", "node_modules"}  # not a git checkout (an sdist)
+    return [
+        p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts[:-1])
+    ]
+
+
+def test_no_placeholder_repository_address_anywhere() -> None:
+    """A made-up address (the old dead badge) is nowhere: links come from the git remote."""
+    found = []
+    for path in _tracked_files():
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue  # a picture, or gone from the work tree
+        if PLACEHOLDER_ADDRESS in text:
+            found.append(str(path.relative_to(ROOT)))
+    assert not found, f"{PLACEHOLDER_ADDRESS} is written in: {found}"
 
 
 @pytest.mark.parametrize("path", [ENVIRONMENT, BINDER_ENVIRONMENT], ids=lambda p: p.name)

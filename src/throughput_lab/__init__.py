@@ -3,6 +3,10 @@
 Everything a notebook needs is importable from here.
 """
 
+# The one place the version is written: pyproject.toml reads it when the package is built
+# (setuptools' dynamic version), and CHANGELOG.md has an entry for it.
+__version__ = "0.1.0"
+
 from .app_loader import AppLoadError, FunctionInfo, index_app, load_app
 from .app_settings import (
     DEFAULT_THREADS,

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
+from . import __version__
 from .app_loader import AppLoadError
 from .app_settings import (
     PROCESS_COUNT_SETTING,
@@ -31,7 +32,7 @@ from .app_settings import (
     processes_from_setting,
 )
 from .host import Host
-from .lab import DEFAULT_TIMEOUT_S, Lab, function_timeout_s
+from .lab import DEFAULT_TIMEOUT_S, Lab, find_app, function_timeout_s
 from .metrics import Summary
 from .queue.lab import DrainResult, QueueLab
 from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
@@ -161,7 +162,11 @@ def _app_options(p: argparse.ArgumentParser, threads_list: bool = False) -> None
 
     ``threads_list``: --processes and --threads take lists such as 1,4,16 (sweep, tune).
     """
-    p.add_argument("--app", default="sample_functions", help="function app folder")
+    p.add_argument(
+        "--app",
+        help="function app folder (default: sample_functions here or above, "
+        "else the sample app installed with this tool)",
+    )
     p.add_argument(
         "--processes",
         type=_int_list if threads_list else int,
@@ -234,6 +239,7 @@ def add_queue_options(bench: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # The order here is the order --help lists them in.
     for add in (_bench_parser, _sweep_parser, _tune_parser, _serve_parser, _locustfile_parser):
@@ -308,10 +314,10 @@ def _processes(value: int | None) -> int:
     return check_processes(value)
 
 
-def _app(path: str) -> Path:
-    app = Path(path)
+def _app(path: str | None) -> Path:
+    app = find_app() if path is None else Path(path)
     if not app.is_dir():
-        raise AppLoadError(f"function app folder not found: {path}")
+        raise AppLoadError(f"function app folder not found: {path or app}")
     return app
 
 

@@ -47,12 +47,19 @@ APP_FOLDER = "sample_functions"
 
 
 def find_app(start: str | Path | None = None) -> Path:
-    """``sample_functions/`` here or in a parent folder (notebooks run from ``notebooks/``)."""
+    """The sample app: ``sample_functions/`` here or in a parent folder (a checkout, whose
+    notebooks run from ``notebooks/``), else the copy this package was installed with.
+
+    A wheel carries it inside the package (pyproject.toml maps the repository's folder
+    there); a checkout used from elsewhere (an editable install) has it two levels above.
+    """
     here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / APP_FOLDER / "function_app.py").is_file():
-            return folder / APP_FOLDER
-    return here / APP_FOLDER
+    package = Path(__file__).resolve().parent
+    for folder in (*(f / APP_FOLDER for f in (here, *here.parents)), package / APP_FOLDER):
+        if (folder / "function_app.py").is_file():
+            return folder
+    beside_source = package.parent.parent / APP_FOLDER  # src/throughput_lab -> the checkout
+    return beside_source if (beside_source / "function_app.py").is_file() else here / APP_FOLDER
 
 
 def function_timeout_s(app: Path) -> float | None:
