@@ -30,6 +30,9 @@ html_theme = "sphinx_book_theme"
 html_title = "Throughput Lab"
 html_copy_source = False
 html_show_sourcelink = False
+# Long output lines wrap instead of being clipped (book/_static/workbook.css).
+html_static_path = ["_static"]
+html_css_files = ["workbook.css"]
 REPOSITORY = os.environ.get("THROUGHPUT_LAB_REPOSITORY", "https://github.com/OWNER/REPO")
 html_theme_options = {
     "repository_url": REPOSITORY,
