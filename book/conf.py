@@ -40,6 +40,9 @@ html_show_sourcelink = False
 # empty when the checkout has no public home, and then the site has no such buttons.
 BINDER = os.environ.get("THROUGHPUT_LAB_BINDER", "")  # a launch link without its urlpath
 REPOSITORY = os.environ.get("THROUGHPUT_LAB_REPOSITORY", "")  # the repository's web page
+# Long output lines wrap instead of being clipped (book/_static/workbook.css).
+html_static_path = ["_static"]
+html_css_files = ["workbook.css"]
 html_theme_options = {
     "repository_url": REPOSITORY,
     "path_to_docs": "",

@@ -54,7 +54,7 @@ def ex11(lab: QueueLab) -> Exercise:
             "set `queue_settings` (batch_size, new_batch_threshold) so that queue_async_io "
             f"keeps at least {TARGET} messages in progress on average in one worker process."
         ),
-        criteria=[no_errors(), busy_on_average(TARGET)],
+        criteria=[no_errors("message"), busy_on_average(TARGET)],
         hints=[
             "batchSize is at most 32; no more than batchSize + newBatchThreshold run at once.",
             "The listener fetches again only when the messages in progress drop to "

@@ -125,3 +125,17 @@ def test_pure_python_cpu_does_not_scale_with_threads_but_with_processes(lab):
     assert processes_gain >= 0.7 * allowed, (
         f"2 processes gave x{processes_gain:.2f}; {free:.1f} free cores allowed x{allowed:.2f}"
     )
+
+
+def test_a_host_name_lookup_takes_the_pool_of_the_loop_the_worker_runs():
+    """asyncio hands getaddrinfo to its default executor (a Python thread); uvloop, the
+    3.13+ worker's loop, to libuv's pool, which starts no Python thread."""
+    import sys
+
+    from throughput_lab.worker_process import lookup_threads
+
+    loop, started = lookup_threads()
+    assert loop in {"asyncio", "uvloop"}
+    assert started == (0 if loop == "uvloop" else 1)
+    if sys.version_info < (3, 13):
+        assert loop == "asyncio"

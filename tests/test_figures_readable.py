@@ -54,3 +54,12 @@ def test_the_timeline_hatches_waiting_and_not_running() -> None:
     }
     assert any("waiting" in text and handle.get_hatch() for text, handle in legend.items())
     assert any("running" in text and not handle.get_hatch() for text, handle in legend.items())
+
+
+def test_a_bar_chart_says_each_bar_and_its_ideal() -> None:
+    fig = plots.bars(
+        {"1": 52.3, "2": 104.9}, ylabel="worker memory (MB)", ideal={"1": 60.0}, fmt="{:.0f}"
+    )
+    alt = plots.alt_text(fig)
+    assert "a bar chart: worker memory (MB)" in alt and "against x" not in alt
+    assert "bars: 1 = 52 (ideal 60); 2 = 105" in alt

@@ -115,3 +115,17 @@ def test_a_run_over_its_ideal_says_so_only_within_the_error_of_both():
     assert "116%;" in far.line() and "equal within" not in far.line()
     under = dataclasses.replace(near, throughput_rps=4.0, efficiency=4.0 / 4.3)
     assert "93%;" in under.line()
+
+
+def test_an_async_run_names_the_pool_it_left_unused():
+    """Two async runs with different pools read differently: each names its pool size."""
+    import dataclasses
+
+    from throughput_lab.metrics import Ideal, summarize
+
+    records = [_record(200, 190, 180)] * 20
+    common = dict(function="cpu_bound", concurrency=4, elapsed_s=4.0, startup_s=0.0, service_s=0.19)
+    s = summarize(records, processes=1, threads=32, ideal=Ideal(4.5, "x"), **common)
+    s = dataclasses.replace(s, is_async=True)
+    assert "async def on the event loop (pool of 32 threads unused)" in s.line()
+    assert "(pool of 6 threads unused)" in dataclasses.replace(s, threads=6).line()

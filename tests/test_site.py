@@ -134,6 +134,18 @@ def test_a_page_with_a_panel_shows_its_last_state(browser: Any) -> None:
     assert not problems, problems
 
 
+def test_long_output_lines_wrap_instead_of_being_clipped(browser: Any) -> None:
+    """A summary line is wider than the page: the site wraps it (book/_static/workbook.css)."""
+    page, problems = open_page(browser, "notebooks/02_sync_and_the_thread_pool.html")
+    widths = page.eval_on_selector_all(
+        "div.cell_output pre", "els => els.map(e => [e.scrollWidth, e.clientWidth])"
+    )
+    assert widths, "02 shows printed output"
+    clipped = [w for w in widths if w[0] > w[1] + 1]
+    assert not clipped, f"output lines wider than their box: {clipped}"
+    assert not problems, problems
+
+
 def test_a_dead_internal_link_fails_the_build(tmp_path: Path) -> None:
     """The site's link check: Sphinx runs with -W, so a link to no page stops the build."""
     pytest.importorskip("myst_nb", reason="the book extra is not installed (make book)")

@@ -25,7 +25,10 @@ DEFAULT_PROCESSES = 1
 
 # The worker's thread-count defaults over its history, by name, for the notebooks.
 LEGACY_DEFAULT_THREADS = 1  # Python 3.6-3.8 (and older 4.x workers on 3.10-3.12)
-HOST_INJECTED_THREADS = 1000  # the v4 host sets this on every Python worker it starts
+# The v4 host sets this on every Python worker it starts without the setting
+# (DefaultWorkerProcessFactory.ApplyWorkerConcurrencyLimits, RpcWorkerConstants
+# .DefaultConcurrencyLimit; read at host release 4.1037.0, see docs/platform.md).
+HOST_INJECTED_THREADS = 1000
 DEFAULT_THREADS: int | None = None  # Python 3.9+: ThreadPoolExecutor's own default
 
 log = logging.getLogger("throughput_lab")

@@ -88,15 +88,17 @@ def digits(value: float, *limits: float) -> str:
     return repr(value)
 
 
-def no_errors() -> Criterion:
+def no_errors(unit: str = "request") -> Criterion:
+    """Every invocation succeeded; ``unit`` names them ("message" for a queue trigger)."""
+
     def test(e: Evidence) -> tuple[bool, str]:
         s = e.summary
-        text = f"{s.ok} of {s.requests} requests succeeded"
+        text = f"{s.ok} of {s.requests} {unit}s succeeded"
         if s.errors:
             text += f"; first error: {s.error_samples[0] if s.error_samples else '?'}"
         return s.errors == 0 and s.ok > 0, text
 
-    return Criterion("every request succeeds", test)
+    return Criterion(f"every {unit} succeeds", test)
 
 
 def calls_upstream(per_invocation: float = 1.0) -> Criterion:
@@ -507,7 +509,7 @@ class Exercise:
         results = tuple(
             CriterionResult(c.requirement, *c.evaluate(evidence), why=c.why) for c in self.criteria
         )
-        return RunVerdict(result.summary.line(), results, evidence)
+        return RunVerdict(result.line(), results, evidence)
 
     def _describe_load(self, answer: Any) -> str:
         name = getattr(answer, "__name__", repr(answer))

@@ -88,8 +88,12 @@ class RunResult:
 
         return pd.DataFrame([r.as_row() for r in self.records])
 
-    def __repr__(self) -> str:
+    def line(self) -> str:
+        """The run's line (a queue drain's ``DrainResult.line`` says messages instead)."""
         return self.summary.line()
+
+    def __repr__(self) -> str:
+        return self.line()
 
 
 Handler = Callable[..., Any] | func.FunctionApp

@@ -258,8 +258,9 @@ class Summary:
     def settings_text(self) -> str:
         if self.processes is None:
             return ""
-        if self.is_async:  # the thread pool plays no part in an async def function
-            return f"{self.processes} process(es), async def on the event loop, "
+        if self.is_async:  # the pool exists, but an async def function never runs on it
+            pool = f" (pool of {self.threads} threads unused)" if self.threads else ""
+            return f"{self.processes} process(es), async def on the event loop{pool}, "
         return f"{self.processes} process(es) x {self.threads} threads, "
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import matplotlib.ticker
 from matplotlib.axes import Axes
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -76,13 +77,17 @@ class WorkbookFigure(Figure):
 
 
 def alt_text(fig: Figure) -> str:
-    """What each panel of ``fig`` shows, from its own title, axis labels and legend."""
+    """What each panel of ``fig`` shows, from its own title, axis labels, bars and legend."""
     parts = []
     for ax in fig.axes:
-        title = ax.get_title() or "a plot"
+        bars = _bar_values(ax)
+        title = ax.get_title() or ("a bar chart" if bars else "a plot")
         rows = [t.get_text() for t in ax.get_yticklabels() if not _is_number(t.get_text())]
         y = ax.get_ylabel() or ("rows " + "; ".join(rows) if rows else "values")
-        what = [f"{title}: {y} against {ax.get_xlabel() or 'x'}"]
+        x = ax.get_xlabel()
+        what = [f"{title}: {y} against {x}" if x else f"{title}: {y}"]
+        if bars:
+            what.append("bars: " + "; ".join(bars))
         legend = ax.get_legend()
         if legend is not None:
             labels = [t.get_text() for t in legend.get_texts() if t.get_text()]
@@ -90,6 +95,34 @@ def alt_text(fig: Figure) -> str:
                 what.append("key: " + "; ".join(labels))
         parts.append(", ".join(what))
     return "Figure. " + ". ".join(parts) if parts else "Figure (empty)"
+
+
+def _bar_values(ax: Axes) -> list[str]:
+    """Each bar as "name = value": its tick label, and the value written on it if any."""
+    heights = [b.get_height() for c in ax.containers if isinstance(c, BarContainer) for b in c]
+    if not heights:
+        return []
+    names = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    if len(names) != len(heights):
+        names = [str(i + 1) for i in range(len(heights))]
+    written = [t.get_text() for t in ax.texts]
+    values = written if len(written) == len(heights) else [f"{h:.3g}" for h in heights]
+    ideals = _bar_ideals(ax)
+    return [
+        f"{name} = {value}" + (f" (ideal {ideals[i]:.3g})" if i in ideals else "")
+        for i, (name, value) in enumerate(zip(names, values, strict=True))
+    ]
+
+
+def _bar_ideals(ax: Axes) -> dict[int, float]:
+    """The dashed ideal mark over each bar that has one (``bars(ideal=...)``), by position."""
+    marks = {}
+    for collection in ax.collections:
+        for segment in getattr(collection, "get_segments", list)():
+            (x0, y0), (x1, y1) = segment[0], segment[-1]
+            if y0 == y1:
+                marks[round((x0 + x1) / 2)] = float(y0)
+    return marks
 
 
 def _is_number(text: str) -> bool:

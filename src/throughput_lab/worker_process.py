@@ -203,6 +203,34 @@ def event_loop_name(loop: asyncio.AbstractEventLoop) -> str:
     return type(loop).__module__.split(".")[0]
 
 
+def lookup_threads() -> tuple[str, int]:
+    """Where the worker's loop runs a host-name lookup on this Python: measured, not assumed.
+
+    One ``loop.getaddrinfo("localhost")`` on a fresh loop of the worker's kind, on a thread
+    of its own (a notebook's thread already runs a loop), counting the Python threads it
+    started. asyncio hands the lookup to the loop's default executor, a Python
+    ``ThreadPoolExecutor`` (CPython ``Lib/asyncio/base_events.py``: ``getaddrinfo`` calls
+    ``run_in_executor(None, ...)``); uvloop hands it to libuv's own thread pool, 4 threads
+    unless ``UV_THREADPOOL_SIZE`` says otherwise, which Python does not list (libuv's
+    "Thread pool work scheduling"). Returns the loop's name and the new Python threads.
+    """
+    found: list[tuple[str, int]] = []
+
+    def probe() -> None:
+        loop = new_worker_loop()
+        before = set(threading.enumerate())
+        try:
+            loop.run_until_complete(loop.getaddrinfo("localhost", None))
+            found.append((event_loop_name(loop), len(set(threading.enumerate()) - before)))
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=probe, name="lookup-probe")
+    thread.start()
+    thread.join()
+    return found[0]
+
+
 def run_worker_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run a worker's loop to the end without waiting for threads stuck in user code.
 

@@ -122,7 +122,11 @@ class QueuesOptions:
 
     @property
     def max_in_flight(self) -> int:
-        """The most messages one instance runs at once."""
+        """The most messages one queue-triggered function runs at once on one instance.
+
+        The cap is per function ("per job method", ``QueuesOptions.BatchSize``): an app
+        with two queue-triggered functions may run twice this on one instance.
+        """
         return self.batch_size + self.threshold
 
     @classmethod
