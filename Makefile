@@ -83,17 +83,27 @@ test: $(VENV)/.installed-test $(AZURITE)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
-# Every version runs even when one fails, so CI shows both results. The site is built once,
-# with the last Python, from the notebooks its tests just executed (build/executed/).
+# Every version runs even when one fails, so CI shows both results. Tests marked `once`
+# (pyproject.toml: they behave the same on every Python) run with the last version only;
+# everything else runs on each. The site is built once, with the last Python, from the
+# notebooks its tests just executed (build/executed/). Each phase's time is printed at the end.
 test-all:
-	@failed=""; for py in $(CI_PYTHONS); do \
-		echo "== make test PYTHON=$$py VENV=.venv-$${py#python}"; \
-		$(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$${py#python} || failed="$$failed $$py"; \
+	@failed=""; times=""; all_began=$$(date +%s); \
+	for last in $(CI_PYTHONS); do :; done; \
+	for py in $(CI_PYTHONS); do \
+		only=""; [ "$$py" = "$$last" ] || only='-m "not once"'; \
+		echo "== make test PYTHON=$$py VENV=.venv-$${py#python} $${only:+PYTEST_ARGS='$$only'}"; \
+		began=$$(date +%s); \
+		$(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-$${py#python} \
+			$${only:+PYTEST_ARGS="$$only"} || failed="$$failed $$py"; \
+		times="$$times  make test $$py: $$(( $$(date +%s) - began )) s\n"; \
 	done; \
-	echo "== make book-test PYTHON=$$py VENV=.venv-$${py#python}"; \
+	echo "== make book-test PYTHON=$$last VENV=.venv-$${last#python}"; \
 	began=$$(date +%s); \
-	$(MAKE) --no-print-directory book-test PYTHON=$$py VENV=.venv-$${py#python} || failed="$$failed book-test"; \
-	echo "make test-all: book-test took $$(( $$(date +%s) - began )) s"; \
+	$(MAKE) --no-print-directory book-test PYTHON=$$last VENV=.venv-$${last#python} \
+		|| failed="$$failed book-test"; \
+	times="$$times  make book-test: $$(( $$(date +%s) - began )) s\n"; \
+	printf "make test-all: phase times\n$$times  in all: %s s\n" "$$(( $$(date +%s) - all_began ))"; \
 	if [ -n "$$failed" ]; then echo "make test-all: failed:$$failed" >&2; exit 1; fi
 
 # Notebooks the tests executed (build/executed/, still matching the stored notebook) are

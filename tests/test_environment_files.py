@@ -21,6 +21,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+pytestmark = pytest.mark.once
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -279,6 +282,36 @@ def test_ci_command_is_the_readme_test_command_on_each_ci_python() -> None:
     assert pythons and pythons.group(1).split() == ["python3.11", "python3.13"], (
         "CI tests the default Python (3.11, azure-functions 1.x) and 3.13 (the 3.13+ worker)"
     )
+
+
+# What differs between 3.11 and 3.13 (the worker, its event loop, the oracle, the install,
+# the notebooks' lessons) must run on both: these modules may never be marked `once`.
+ON_EVERY_PYTHON = [
+    "test_notebooks.py",
+    "test_fidelity.py",
+    "oracle/test_oracle_fidelity.py",
+    "test_install.py",
+    "test_supervision.py",
+    "test_lifecycle.py",
+    "test_queue.py",
+    "test_sample_app.py",
+]
+
+
+@pytest.mark.parametrize("module", ON_EVERY_PYTHON)
+def test_what_differs_between_pythons_runs_on_each(module: str) -> None:
+    text = (ROOT / "tests" / module).read_text()
+    assert "mark.once" not in text, f"tests/{module} tests the worker: it runs on every Python"
+
+
+def test_ci_runs_once_marked_tests_with_the_last_python_only() -> None:
+    """test-all skips `once` tests on every Python but the last, and prints phase times."""
+    recipe = re.search(r"^test-all:.*?\n((?:\t.*\n)+)", MAKEFILE.read_text(), re.M)
+    assert recipe, "Makefile has no test-all recipe"
+    assert """only='-m "not once"'""" in recipe.group(1)
+    assert '[ "$$py" = "$$last" ]' in recipe.group(1)
+    assert "phase times" in recipe.group(1)
+    assert "`once`" in README.read_text(), "README.md must say which tests CI runs once"
 
 
 def test_readme_explains_make_binder_and_carries_no_fixed_launch_link() -> None:

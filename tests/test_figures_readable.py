@@ -3,8 +3,13 @@ timeline tells waiting from running by hatching and label as well as by colour."
 
 from __future__ import annotations
 
+import pytest
+
 from throughput_lab import plots
 from throughput_lab.invocation import InvocationRecord
+
+# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+pytestmark = pytest.mark.once
 
 
 def _records() -> list[InvocationRecord]:

@@ -16,6 +16,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = sorted(
     [

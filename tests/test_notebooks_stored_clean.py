@@ -15,6 +15,9 @@ import nbformat
 import pytest
 from notebook_metadata import differences
 
+# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(
     path for path in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in path.parts

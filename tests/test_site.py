@@ -178,8 +178,9 @@ def test_launch_buttons_follow_the_remote(tmp_path: Path, origin: str | None) ->
     """A notebook page's launch button opens that notebook on Binder, for any public remote
     (book/conf.py builds it, not the theme, which knows GitHub and gitlab.com only)."""
     pytest.importorskip("myst_nb", reason="the book extra is not installed (make book)")
-    import build  # book/binder.py's neighbour, book/build.py
     import nbformat
+
+    import build  # book/binder.py's neighbour, book/build.py
 
     home = binder.Home(binder.public_remote(origin), "main") if origin else None
     src = tmp_path / "src"
