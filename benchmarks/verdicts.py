@@ -1,8 +1,8 @@
 """Are the exercise checks ever wrong? Each official solution and a plainly wrong answer, N times.
 
 For each exercise of notebooks 00-08, the reference solution (``notebooks/solutions``) is
-checked ``--runs`` times and must pass every time; a plainly wrong answer (the notebook's
-own starting value, or the mistake the notebook teaches against) is checked as often and
+checked ``--runs`` times and must pass every time; each plainly wrong answer (the notebook's
+own starting value, and the mistakes the notebook teaches against) is checked as often and
 must fail every time. Run it quiet, beside a busy core (``python -c "while True: pass" &``)
 and pinned to one core (``taskset -c 0 python benchmarks/verdicts.py``); the counts go in
 the closing note of the yardstick issue.
@@ -41,9 +41,20 @@ from throughput_lab import MAX_PROCESSES, Lab, available_cores  # noqa: E402
 from throughput_lab.checks import feedback  # noqa: E402
 
 
-# The notebooks' starting answers, which the checks must reject.
+# The notebooks' starting answers, and the mistakes they teach against, which the checks
+# must reject.
 def hello(req: func.HttpRequest) -> func.HttpResponse:
+    time.sleep(0.1)  # on the pool's one thread: one invocation at a time
     return func.HttpResponse("hello")
+
+
+async def hello_blocking(req: func.HttpRequest) -> func.HttpResponse:
+    time.sleep(0.1)  # async def, but the wait holds the event loop
+    return func.HttpResponse("hello")
+
+
+async def hello_no_wait(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("hello")  # overlaps, because it skips the wait
 
 
 def half_and_half(req: func.HttpRequest) -> func.HttpResponse:
@@ -91,16 +102,27 @@ def wrong_mixed_settings() -> list[dict[str, int]]:
     return wrong
 
 
+def wrong_processes_for_mixed() -> list[int]:
+    """06's wrong answers on this machine: one process per core (the rule for work that only
+    computes) and, where it keeps far more cores busy than there are, the host's maximum."""
+    cores = available_cores()
+    wrong = [max(1, round(cores))]
+    if cores <= 2:  # 10 processes computing 40% of their time keep 4 cores busy
+        wrong.append(MAX_PROCESSES)
+    return wrong
+
+
 Maker = Callable[[Lab], Any]
 EXERCISES: dict[str, tuple[Maker, list[Any]]] = {
-    "00 hello": (ex00, [hello]),
+    "00 hello": (ex00, [hello, hello_blocking, hello_no_wait]),
     "01 half_and_half": (ex01, [half_and_half]),
-    "02 fewest_threads": (ex02, [4, 64]),
+    # the upstream's delay alone x the target (2 calls, not 1), the users, the target itself
+    "02 fewest_threads": (ex02, [4, 32, 40]),
     "03 two_calls": (ex03, [two_calls]),
     "04 fix_aiohttp": (lambda lab: ex04(lab)[0], [blocking]),
     "04 fix_executor": (lambda lab: ex04(lab)[1], [blocking]),
     "05 own_executor": (ex05, [own_executor]),
-    "06 processes": (ex06, [MAX_PROCESSES]),
+    "06 processes": (ex06, wrong_processes_for_mixed()),
     "07 mixed_settings": (ex07, wrong_mixed_settings()),
     "08 instances": (ex08, [500, 1]),
 }

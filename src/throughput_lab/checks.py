@@ -515,6 +515,8 @@ class Exercise:
         name = getattr(answer, "__name__", repr(answer))
         load = self.load
         parts = [f"{load.get('concurrency', 8)} in flight"]
+        if load.get("threads") is not None:
+            parts.append(f"{load['threads']} pool thread(s)")
         if load.get("requests"):
             parts.append(f"{load['requests']} requests")
         if load.get("upstream_delay_ms") is not None:
