@@ -18,7 +18,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "book"))
 import binder  # book/binder.py
 
-# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+# Behaves the same on every Python: CI runs it once, with the first of CI_PYTHONS.
 pytestmark = pytest.mark.once
 
 START = "lab/tree/notebooks/00_start_here.ipynb"

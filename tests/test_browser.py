@@ -32,7 +32,7 @@ import pytest
 from conftest import REPO
 from test_cli import free_port
 
-# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+# Behaves the same on every Python: CI runs it once, with the first of CI_PYTHONS.
 pytestmark = [pytest.mark.browser, pytest.mark.once]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "notebooks/02_sync_and_the_thread_pool.ipynb"

@@ -8,7 +8,7 @@ import pytest
 from throughput_lab import plots
 from throughput_lab.invocation import InvocationRecord
 
-# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+# Behaves the same on every Python: CI runs it once, with the first of CI_PYTHONS.
 pytestmark = pytest.mark.once
 
 

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from notebook_metadata import differences
 
-# Behaves the same on every Python: CI runs it once, with the last of CI_PYTHONS.
+# Behaves the same on every Python: CI runs it once, with the first of CI_PYTHONS.
 pytestmark = pytest.mark.once
 
 ROOT = Path(__file__).resolve().parent.parent
