@@ -11,12 +11,14 @@ origin is a folder, gets none.
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import re
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -146,11 +148,20 @@ def test_long_output_lines_wrap_instead_of_being_clipped(browser: Any) -> None:
     assert not problems, problems
 
 
+def book_build() -> ModuleType:
+    """book/build.py, loaded by its path: `import build` could find PyPI's `build` (the test
+    extra's packaging tool) instead, whichever was imported first in this process."""
+    spec = importlib.util.spec_from_file_location("book_build", REPO / "book" / "build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # its own `from binder import ...` finds book/ on sys.path
+    return module
+
+
 def test_a_dead_internal_link_fails_the_build(tmp_path: Path) -> None:
     """The site's link check: Sphinx runs with -W, so a link to no page stops the build."""
     pytest.importorskip("myst_nb", reason="the book extra is not installed (make book)")
-    sys.path.insert(0, str(REPO / "book"))
-    import build  # book/build.py
+    build = book_build()
 
     def site(link: str) -> Path:
         src = tmp_path / link.strip("./#").replace("/", "_") / "src"
@@ -180,7 +191,7 @@ def test_launch_buttons_follow_the_remote(tmp_path: Path, origin: str | None) ->
     pytest.importorskip("myst_nb", reason="the book extra is not installed (make book)")
     import nbformat
 
-    import build  # book/binder.py's neighbour, book/build.py
+    build = book_build()
 
     home = binder.Home(binder.public_remote(origin), "main") if origin else None
     src = tmp_path / "src"
