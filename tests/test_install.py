@@ -9,6 +9,7 @@ carries, `tune --app .` in an app folder of its own, and `locustfile`. Marked `i
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import py_compile
@@ -97,9 +98,15 @@ def run(*command: str | Path, cwd: Path, timeout: float = 300) -> str:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("build", reason="the test extra is not installed")
+    # By its distribution, not `import build`: the checkout's build/ folder imports as well.
+    try:
+        importlib.metadata.version("build")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the test extra (build, twine) is not installed")
     out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--outdir", out, REPO, cwd=REPO)
+    # Not from the checkout: `python -m` looks in the current folder first, where the
+    # workbook's own build/ (executed notebooks, the site) would stand in for PyPI's build.
+    run(sys.executable, "-m", "build", "--outdir", out, REPO, cwd=out)
     return out
 
 
