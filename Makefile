@@ -32,6 +32,8 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 # is what `pip install` of the wheel gives (throughput-lab on the command line).
 # The test install: the workbook with its test, browser and load (Locust) extras.
 TEST_SPEC := ".[lab,test,browser,load]"
+# Specs with commas live in variables: inside $(call quietly,...) a comma splits arguments.
+BOOK_SPEC := ".[lab,book]"
 NO_NEWS := "@jupyterlab/apputils-extension:announcements"
 # Test only: Microsoft's worker dispatch code, the oracle the engine is checked against
 # (tests/oracle). It declares Python >= 3.13 and installs normally there; its dispatch path
@@ -159,7 +161,7 @@ $(VENV)/.installed-book: pyproject.toml | $(VPY)
 	$(same_python)
 	@echo "Installing the workbook with its book extra (Sphinx, MyST-NB) into $(VENV) (quiet)"; \
 	$(call quietly,$(VPY) -m pip install --upgrade pip) && \
-	$(call quietly,$(VPY) -m pip install -e ".[lab,book]") && \
+	$(call quietly,$(VPY) -m pip install -e $(BOOK_SPEC)) && \
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VPY)

@@ -314,6 +314,15 @@ def test_ci_runs_once_marked_tests_with_the_first_python_only() -> None:
     assert "`once`" in README.read_text(), "README.md must say which tests CI runs once"
 
 
+def test_no_quietly_call_is_split_by_a_comma() -> None:
+    """`$(call quietly,CMD)` takes everything after its first comma as CMD; a literal comma
+    in CMD (".[lab,book]") starts a second argument, and the shell gets half a quote."""
+    calls = re.findall(r"\$\(call quietly,(.*)\)", MAKEFILE.read_text())
+    assert calls, "Makefile: no $(call quietly,...) found"
+    split = [c for c in calls if "," in c]
+    assert not split, f"put the comma in a variable (as TEST_SPEC): {split}"
+
+
 def test_readme_explains_make_binder_and_carries_no_fixed_launch_link() -> None:
     """The Binder link depends on where the clone lives (book/binder.py), so the README gives
     the command that prints it, not a link that is dead in every other fork."""
@@ -328,10 +337,10 @@ def test_readme_explains_make_binder_and_carries_no_fixed_launch_link() -> None:
 def test_the_workbook_installs_with_its_lab_extra() -> None:
     """The notebooks' packages are the lab extra: every install that opens them asks for it."""
     makefile = MAKEFILE.read_text()
-    spec = re.search(r"^TEST_SPEC := (.+)$", makefile, re.M)
-    assert spec, "Makefile: TEST_SPEC"
+    specs = dict(re.findall(r"^(\w+_SPEC) := (.+)$", makefile, re.M))
+    assert "TEST_SPEC" in specs, "Makefile: TEST_SPEC"
     installs = [
-        line.replace("$(TEST_SPEC)", spec.group(1))
+        re.sub(r"\$\((\w+_SPEC)\)", lambda m: specs.get(m.group(1), m.group(0)), line)
         for line in re.findall(r"pip install -e (\S+)", makefile)
     ]
     assert installs, "Makefile installs the workbook with pip install -e"
