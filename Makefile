@@ -87,8 +87,9 @@ test: $(VENV)/.installed-test $(AZURITE)
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
 # Every version runs even when one fails, so CI shows both results. Tests marked `once`
 # (pyproject.toml: they behave the same on every Python) run with the first version only,
-# README's own `make test` on the default Python; everything else runs on each. The site is built once, with the last Python, from the
-# notebooks its tests just executed (build/executed/). Each phase's time is printed at the end.
+# README's own `make test` on the default Python; everything else runs on each. The site
+# is built once, with the last Python, from the notebooks its tests just executed
+# (build/executed/). Each phase's time is printed at the end.
 test-all:
 	@failed=""; times=""; all_began=$$(date +%s); \
 	set -- $(CI_PYTHONS); first=$$1; for last in $(CI_PYTHONS); do :; done; \
