@@ -27,6 +27,8 @@ from typing import Any
 
 import azure.functions as func
 
+from .binding_expressions import UnresolvedSettingError, function_error, resolve
+from .host_index import host_index
 from .learner_errors import LearnerError
 
 SCRIPT_FILE = "function_app.py"
@@ -57,7 +59,13 @@ class FunctionInfo:
     http_output: str = "$return"  # where the HTTP response comes from: return value or an Out
     unsupported: str | None = None  # why the engine cannot call it, e.g. an input binding
     directory: str = ""  # the function's folder, for ``context.function_directory``
-    queue: str | None = None  # a queue trigger's queue name
+    queue: str | None = None  # a queue trigger's queue name, %SETTING% resolved
+    # The host's "function is in error" (a route conflict, an unresolvable %SETTING%): the
+    # host does not register it, so no request reaches it.
+    error: str | None = None
+    # The worker failed to load it (v1: its script failed to import): the host still routes
+    # it, and each invocation fails with this (GrpcWorkerChannel.SendInvocationRequest).
+    load_error: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -72,6 +80,8 @@ class FunctionInfo:
             "outputs": [list(o) for o in self.outputs],
             "unsupported": self.unsupported,
             "queue": self.queue,
+            "error": self.error,
+            "load_error": self.load_error,
         }
 
     @classmethod
@@ -151,7 +161,7 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
     )
     inputs = [(b.name, str(b.type)) for b in bindings if _direction(b) != "out"]
     bound = {b.name for b in bindings} | {getattr(trigger, "name", "")}
-    return FunctionInfo(
+    info = FunctionInfo(
         name=name,
         func=user_function,
         is_async=inspect.iscoroutinefunction(user_function),
@@ -164,8 +174,8 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         context_param=_context_param(user_function, bound),
         outputs=outputs,
         unsupported=_unsupported_inputs(name, inputs),
-        queue=getattr(trigger, "queue_name", None),
     )
+    return with_trigger_settings(info, getattr(trigger, "queue_name", None))
 
 
 def index_app(app: func.FunctionRegister) -> dict[str, FunctionInfo]:
@@ -212,9 +222,9 @@ def load_app(folder: str | Path) -> dict[str, FunctionInfo]:
         raise AppLoadError(f"function app folder not found: {folder}")
     script = root / SCRIPT_FILE
     if script.is_file():
-        return _load_v2(script)
+        return host_index(_load_v2(script), root)
     if sorted(root.glob(f"*/{FUNCTION_JSON}")):
-        return load_v1_app(root)
+        return host_index(load_v1_app(root), root)
     raise AppLoadError(
         f"no function app in {root}: a Python v2-model app has {SCRIPT_FILE}, "
         f"a v1-model app has one folder per function with {FUNCTION_JSON}"
@@ -248,8 +258,18 @@ def _v1_package(root: Path) -> None:
         sys.path.insert(0, str(root))
 
 
-def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
-    name = config_file.parent.name
+def with_trigger_settings(info: FunctionInfo, queue_name: str | None) -> FunctionInfo:
+    """The trigger's ``%SETTING%`` expressions resolved, or the function in error."""
+    if queue_name is None:
+        return info
+    try:
+        return replace(info, queue=resolve(str(queue_name)))
+    except UnresolvedSettingError as exc:
+        return replace(info, queue=str(queue_name), error=function_error(info.name, str(exc)))
+
+
+def _v1_config(config_file: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The function.json and its one trigger binding (the host refuses any other count)."""
     try:
         config = json.loads(config_file.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
@@ -258,23 +278,42 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
     triggers = [b for b in bindings if str(b.get("type", "")).lower().endswith("trigger")]
     if len(triggers) != 1:
         raise AppLoadError(f"{config_file} needs exactly one trigger binding, has {len(triggers)}")
-    trigger = triggers[0]
-    script = config_file.parent / config.get("scriptFile", "__init__.py")
+    return config, triggers[0]
+
+
+def _v1_entry(root: Path, name: str, config: dict[str, Any], folder: Path) -> Callable[..., Any]:
+    """Import the function's script as the worker does (``__app__.<folder>``)."""
+    script = folder / config.get("scriptFile", "__init__.py")
     entry = config.get("entryPoint") or "main"
     if script.suffix != ".py" or not script.is_file():
-        raise AppLoadError(f"function {name!r}: scriptFile {script} is not a Python file")
+        raise AppLoadError(f"scriptFile {script} is not a Python file")
     parts = [V1_PACKAGE, *script.relative_to(root).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
     try:
         module = importlib.import_module(".".join(parts))
     except Exception as exc:
-        raise AppLoadError(
-            f"function {name!r}: {script} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise AppLoadError(f"{script} failed to import: {type(exc).__name__}: {exc}") from exc
     user_function = getattr(module, entry, None)
     if not callable(user_function):
-        raise AppLoadError(f"function {name!r}: {script} has no function {entry}()")
+        raise AppLoadError(f"{script} has no function {entry}()")
+    return user_function
+
+
+def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
+    """One v1 function. Its function.json is the host's (an error there: in error, not
+    routed); its script is the worker's (an error there: routed, each invocation fails)."""
+    name = config_file.parent.name
+    try:
+        config, trigger = _v1_config(config_file)
+    except AppLoadError as exc:
+        return FunctionInfo(name, None, False, None, False, error=function_error(name, str(exc)))
+    try:
+        user_function: Callable[..., Any] | None = _v1_entry(root, name, config, config_file.parent)
+        load_error = None
+    except AppLoadError as exc:
+        user_function, load_error = None, f"Worker failed to load function: '{name}': {exc}"
+    bindings = config.get("bindings") or []
     is_http = str(trigger.get("type")).lower() == "httptrigger"
     is_queue = str(trigger.get("type")).lower() == "queuetrigger"
     others = [b for b in bindings if b is not trigger]
@@ -289,7 +328,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         if str(b.get("direction", "")).lower() != "out"
     ]
     methods = tuple(m.upper() for m in trigger.get("methods") or ()) or ALL_METHODS
-    return FunctionInfo(
+    info = FunctionInfo(
         name=name,
         func=user_function,
         is_async=inspect.iscoroutinefunction(user_function),
@@ -299,13 +338,18 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         methods=methods if is_http else (),
         auth_level=str(trigger.get("authLevel", "function")).upper() if is_http else None,
         trigger_type=str(trigger.get("type")),
-        context_param=_context_param(user_function, {b.get("name") for b in bindings}),
+        context_param=(
+            _context_param(user_function, {b.get("name") for b in bindings})
+            if user_function
+            else None
+        ),
         outputs=outputs,
         http_output=http_outs[0] if http_outs else "$return",
         unsupported=_unsupported_inputs(name, inputs),
         directory=str(config_file.parent),
-        queue=trigger.get("queueName") if is_queue else None,
+        load_error=load_error,
     )
+    return with_trigger_settings(info, trigger.get("queueName") if is_queue else None)
 
 
 def load_v1_app(root: Path) -> dict[str, FunctionInfo]:
@@ -323,6 +367,8 @@ def find_function(functions: dict[str, FunctionInfo], name: str) -> FunctionInfo
     if info is None:
         known = ", ".join(sorted(functions)) or "none"
         raise AppLoadError(f"unknown function {name!r}; this app has: {known}")
+    if info.error or info.load_error:
+        raise AppLoadError(info.error or info.load_error or "")
     if not info.is_http:
         raise AppLoadError(
             f"function {name!r} is not HTTP-triggered ({info.trigger_type}); "

@@ -33,6 +33,7 @@ from .app_settings import (
 )
 from .host import Host
 from .lab import DEFAULT_TIMEOUT_S, Lab, find_app, function_timeout_s
+from .local_settings import LocalSettingsError, app_environment
 from .metrics import Summary
 from .queue.lab import DrainResult, QueueLab
 from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
@@ -308,9 +309,11 @@ def _locustfile_parser(commands: Any) -> None:
     locust.add_argument("--test-id", help="Azure Load Testing testId")
 
 
-def _processes(value: int | None) -> int:
+def _processes(value: int | None, app: Path | None = None) -> int:
+    """The flag, else FUNCTIONS_WORKER_PROCESS_COUNT as func start sees it (local.settings.json
+    included), else 1."""
     if value is None:
-        return processes_from_setting(os.environ.get(PROCESS_COUNT_SETTING))
+        return processes_from_setting(app_environment(app).get(PROCESS_COUNT_SETTING))
     return check_processes(value)
 
 
@@ -377,16 +380,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.messages is not None:  # a queue-triggered function: drain a queue
         if not args.function:
             raise UsageError("bench --messages needs --function NAME (a queue-triggered function)")
-        result = bench_queue(args, _processes(args.processes), _app(args.app))
+        app = _app(args.app)
+        result = bench_queue(args, _processes(args.processes, app), app)
         print(json.dumps(result.as_dict()) if args.json else result.line())
         return 0
     if not args.function and not args.path:
         raise UsageError(
             "bench needs --function NAME or --path /api/... (with --app), or --url URL"
         )
-    processes = _processes(args.processes)
-    check_threads_flag(args.threads)
     app = _app(args.app)
+    processes = _processes(args.processes, app)
+    check_threads_flag(args.threads)
     requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
     on_record, bar = _progress(requests)
     lab = Lab(
@@ -415,13 +419,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.function and not args.path:
         raise UsageError("sweep needs --function NAME or --path /api/...")
     request = request_kwargs(args)
-    processes_list = args.processes or [_processes(None)]
+    app = _app(args.app)
+    processes_list = args.processes or [_processes(None, app)]
     threads_list = args.threads or [None]
     for p in processes_list:
         check_processes(p)
     for t in threads_list:
         check_threads_flag(t)
-    app = _app(args.app)
     summaries: list[Summary] = []
     lab = Lab(
         app,
@@ -521,9 +525,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    processes = _processes(args.processes)
-    check_threads_flag(args.threads)
     app = _app(args.app)
+    processes = _processes(args.processes, app)
+    check_threads_flag(args.threads)
     timeout = args.timeout or function_timeout_s(app) or DEFAULT_TIMEOUT_S
     with (
         Upstream(args.upstream_delay_ms) as upstream,
@@ -635,7 +639,14 @@ def _main(argv: Sequence[str] | None) -> int:
             "locustfile": cmd_locustfile,
         }[args.command]
         return command(args)
-    except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
+    except (
+        UsageError,
+        AppLoadError,
+        SettingError,
+        LocalSettingsError,
+        UnreachableError,
+        ValueError,
+    ) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -256,7 +256,7 @@ class Router:
         self.prefix = prefix.strip("/")
         self.routes: list[tuple[str, RouteTemplate, frozenset[str]]] = []
         for info in functions:
-            if not info.get("is_http"):
+            if not info.get("is_http") or info.get("error"):  # in error: never registered
                 continue
             template = RouteTemplate(self.path_template(info.get("route") or info["name"]))
             methods = frozenset(m.upper() for m in info.get("methods") or ())
@@ -336,6 +336,8 @@ def plan_request(
         if function is None:
             raise ValueError("name a function, or give a request path such as /api/name")
         info = functions.get(function)
+        if info is not None and info.get("error"):  # the host did not register it
+            raise ValueError(info["error"])
         if info is None or not info.get("is_http"):
             return function, HttpRequestFields(method=method or "GET", params=dict(params or {}))
         template = router.path_template(info.get("route") or function)

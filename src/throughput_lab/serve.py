@@ -133,13 +133,16 @@ def function_lines(host: Host, base: str) -> list[str]:
     router = Router(host.functions.values(), route_prefix(host.app))
     lines = []
     for name, info in host.functions.items():
+        if info.get("error"):
+            lines.append(f"  {name}: in error, not run ({info['error']})")
+            continue
         if info["is_http"]:
             methods = ",".join(info["methods"])
             lines.append(f"  {name}: [{methods}] {base}{router.path_template(info['route'])}")
         else:
             lines.append(f"  {name}: {info.get('trigger_type') or 'not HTTP'} (not run here)")
-        if info.get("unsupported"):
-            lines.append(f"    warning: {info['unsupported']}")
+        if info.get("load_error") or info.get("unsupported"):
+            lines.append(f"    warning: {info.get('load_error') or info['unsupported']}")
     return lines
 
 

@@ -61,8 +61,8 @@ class Worker:
         current_invocation.set(record)
         record.submitted = clock()
         try:
-            if fn.unsupported:
-                raise RuntimeError(fn.unsupported)
+            if fn.unsupported or fn.error or fn.load_error:  # as the host replays a load error
+                raise RuntimeError(fn.load_error or fn.error or fn.unsupported)
             if fn.is_async:
                 call = self._run_async(fn, kwargs, record)
             else:
