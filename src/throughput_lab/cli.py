@@ -32,7 +32,7 @@ from .app_settings import (
     processes_from_setting,
 )
 from .host import Host
-from .lab import DEFAULT_TIMEOUT_S, Lab, find_app, function_timeout_s
+from .lab import ALONE_SAME, DEFAULT_TIMEOUT_S, Lab, alone_note, find_app, function_timeout_s
 from .local_settings import LocalSettingsError, app_environment
 from .metrics import Summary
 from .queue.lab import DrainResult, QueueLab
@@ -41,6 +41,7 @@ from .upstream import Upstream
 
 PROG = "throughput_lab"
 MAX_CONCURRENCY = 1000  # requests in flight: each is a task and a message in a worker
+JSON_TYPE = "application/json"
 STOP_LIMIT_S = 10.0  # after Ctrl-C or SIGTERM, the longest an orderly stop may take
 
 
@@ -135,8 +136,20 @@ def request_options(p: argparse.ArgumentParser) -> None:
         "(routePrefix from host.json); --function may then be left out",
     )
     body = p.add_mutually_exclusive_group()
-    body.add_argument("--body", help="request body text")
+    body.add_argument("--body", help="request body text (sent without a Content-Type)")
     body.add_argument("--body-file", type=Path, help="request body from a file")
+    body.add_argument(
+        "--json-body",
+        help="a JSON request body, sent with Content-Type and Accept: application/json "
+        "(as curl --json)",
+    )
+    p.add_argument(
+        "--alone",
+        default=ALONE_SAME,
+        help="what is sent before the run to warm up and time alone: 'same' (default), "
+        "'none', or another request such as 'GET /api/users/2' (for a request that "
+        "changes state)",
+    )
     p.add_argument(
         "--header",
         type=_header,
@@ -155,7 +168,40 @@ def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"cannot read --body-file {args.body_file}: {exc.strerror}") from None
     else:
         body = (args.body or "").encode()
-    return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
+    headers = dict(args.header)
+    if args.json_body is not None:
+        try:
+            json.loads(args.json_body)
+        except ValueError as exc:
+            raise UsageError(f"--json-body is not JSON: {exc}") from None
+        body = args.json_body.encode()
+        named = {k.lower() for k in headers}
+        # curl --json: these two headers, unless given.
+        for name in ("Content-Type", "Accept"):
+            if name.lower() not in named:
+                headers[name] = JSON_TYPE
+    return {
+        "method": args.method,
+        "path": args.path,
+        "body": body,
+        "headers": headers,
+        "alone": args.alone,
+    }
+
+
+def sent_line(args: argparse.Namespace, request: dict[str, Any]) -> str:
+    """What each request carried, for a 422 (a web framework refused the request's shape)."""
+    content_type = next(
+        (v for k, v in request["headers"].items() if k.lower() == "content-type"), None
+    )
+    what = f"Content-Type: {content_type}" if content_type else "no Content-Type"
+    line = (
+        f"sent: {(request['method'] or 'GET').upper()} {request.get('path') or args.function}"
+        f" with a {len(request['body'])}-byte body and {what}"
+    )
+    if request["body"] and not content_type:
+        line += "; a JSON API (FastAPI) reads a JSON body only with its Content-Type: --json-body"
+    return line
 
 
 def _app_options(p: argparse.ArgumentParser, threads_list: bool = False) -> None:
@@ -330,13 +376,21 @@ def _progress(total: int | None) -> tuple[Callable[[Any], None], Any]:
     return (lambda _record: bar.update()), bar
 
 
-def _emit(summary: Summary, as_json: bool) -> None:
+def _emit(summary: Summary, as_json: bool, sent: str = "") -> None:
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
         print(summary.line())
         if summary.error_samples:
             print("errors: " + " | ".join(summary.error_samples))
+    if sent and any(e.startswith("HTTP 422") for e in summary.error_samples):
+        print(sent, file=sys.stderr if as_json else sys.stdout)
+
+
+def _note_alone(args: argparse.Namespace, processes: int) -> None:
+    note = alone_note(args.method, args.alone, processes)
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
@@ -375,7 +429,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 body=request["body"],
                 headers=request["headers"],
             )
-        _emit(summary, args.json)
+        _emit(summary, args.json, sent_line(args, {**request, "path": args.url}))
         return 0
     if args.messages is not None:  # a queue-triggered function: drain a queue
         if not args.function:
@@ -392,6 +446,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     processes = _processes(args.processes, app)
     check_threads_flag(args.threads)
     requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
+    request = request_kwargs(args)
+    _note_alone(args, processes)
     on_record, bar = _progress(requests)
     lab = Lab(
         app,
@@ -409,9 +465,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             params=dict(args.param),
             on_record=on_record,
-            **request_kwargs(args),
+            **request,
         )
-    _emit(result.summary, args.json)
+    _emit(result.summary, args.json, sent_line(args, request))
     return 0
 
 
@@ -426,6 +482,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_processes(p)
     for t in threads_list:
         check_threads_flag(t)
+    _note_alone(args, max(processes_list))
     summaries: list[Summary] = []
     lab = Lab(
         app,
@@ -490,6 +547,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
     app = _app(args.app)
+    _note_alone(args, max(args.processes or [1]))
     with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
         result = tune(
             lab,

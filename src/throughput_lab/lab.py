@@ -98,6 +98,36 @@ class RunResult:
 
 Handler = Callable[..., Any] | func.FunctionApp
 
+ALONE_SAME, ALONE_NONE = "same", "none"
+# RFC 9110 section 9.2.1: only these methods are "safe" (read-only by definition).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def alone_request(alone: str) -> tuple[str, str] | None:
+    """``--alone``: None for the same request or none at all, else (method, path)."""
+    if alone in (ALONE_SAME, ALONE_NONE):
+        return None
+    method, _, path = alone.strip().partition(" ")
+    if not method.isalpha() or not path.strip().startswith("/"):
+        raise ValueError(
+            f"alone must be 'same', 'none' or a request such as 'GET /api/users/2', got {alone!r}"
+        )
+    return method.upper(), path.strip()
+
+
+def alone_note(method: str | None, alone: str, processes: int) -> str | None:
+    """Said before a run whose request changes state and is also sent outside the window."""
+    method = (method or "GET").upper()
+    if method in SAFE_METHODS or alone != ALONE_SAME:
+        return None
+    return (
+        f"note: {method} is not a safe method, and the run sends it {processes} time(s) to "
+        "warm up, then 3-15 times alone (for the ideal) before the measured window: what "
+        "it changes (a deleted row, a created one) is changed before the run. "
+        "--alone 'GET /api/...' times another request alone; --alone none times none "
+        "(the ideal is then unknown)"
+    )
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -115,8 +145,11 @@ class RunSpec:
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    alone: str = ALONE_SAME  # what is sent before the run: the same request, "none", or
+    # another request "METHOD /path" (see alone_request)
 
     def __post_init__(self) -> None:
+        alone_request(self.alone)  # refuses a malformed one now
         if self.concurrency < 1:
             raise ValueError(
                 f"concurrency (requests in flight) must be >= 1, got {self.concurrency}"
@@ -152,11 +185,16 @@ class HttpTrigger:
     duration_s: float | None
     handle: RunHandle
     queue_batch: int | None = None
+    send_alone: Callable[[int], Awaitable[InvocationRecord]] | None = None  # another request
+    times_alone: bool = True  # False: no warm-up, no time alone (--alone none)
 
     async def invoke(self, index: int) -> InvocationRecord:
         # On Python < 3.12 wait_for can swallow a task.cancel() that lands as a result
         # arrives; the flag still stops the run at its next invocation.
         self.handle.check()
+        # Negative indices are the warm-up and the times alone (run.MeasuredRun.alone).
+        if index < 0 and self.send_alone is not None:
+            return await self.send_alone(index)
         return await self.send(index)
 
     async def before_window(self) -> None:
@@ -339,10 +377,20 @@ class Lab:
         if spec.upstream_delay_ms is not None:
             self.upstream.delay_ms = spec.upstream_delay_ms
         timeout = (host.timeout_s or DEFAULT_TIMEOUT_S) + 5.0
+        other = alone_request(spec.alone)
+        send_alone = None
+        if other is not None:
+            alone_function, alone_fields = plan_request(
+                host.functions, prefix, None, other[0], other[1], spec.params, spec.headers
+            )
+            send_alone = host_sender(host, alone_function, alone_fields, timeout)
+            request_alone = repr((alone_function, alone_fields))
+        else:
+            request_alone = repr(request)
         alone_key = (
             function,
             spec.handler,
-            repr(request),
+            request_alone,
             self.upstream.delay_ms,
             self.upstream.jitter_ms,
             spec.workers.cpu_affinity,
@@ -357,4 +405,6 @@ class Lab:
             spec.requests,
             spec.duration_s,
             handle,
+            send_alone=send_alone,
+            times_alone=spec.alone != ALONE_NONE,
         )

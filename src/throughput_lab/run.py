@@ -245,6 +245,8 @@ class MeasuredRun:
 
     def ideal(self, demand: Demand, cores: float) -> Ideal:
         if not demand.samples:
+            if not getattr(self.trigger, "times_alone", True):
+                return Ideal(0.0, "unknown: nothing was timed alone (alone='none')")
             return Ideal(0.0, "unknown: the function failed when run alone")
         return demand.ideal(
             concurrency=self.trigger.concurrency,
@@ -255,7 +257,10 @@ class MeasuredRun:
         )
 
     async def alone(self) -> list[InvocationRecord]:
-        """Warm-up (imports, first connections; not timed), then the times alone."""
+        """Warm-up (imports, first connections; not timed), then the times alone; neither
+        for a trigger that says it must not be sent outside the window (``times_alone``)."""
+        if not getattr(self.trigger, "times_alone", True):
+            return []
         for i in range(self.host.processes):
             await self.trigger.invoke(-1 - i)
         alone = self.alone_cache.get(self.trigger.alone_key)
