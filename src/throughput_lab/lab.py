@@ -26,6 +26,7 @@ import azure.functions as func
 from .app_loader import AppLoadError, FunctionInfo, index_app
 from .app_settings import UPSTREAM_URL_SETTING
 from .channel import WorkerStats
+from .front_end import FrontEnd
 from .host import Host
 from .invocation import InvocationRecord
 from .load import closed_loop, host_sender
@@ -233,6 +234,7 @@ class Lab:
         self._hosts = HostCache()
         self._lock = threading.Lock()
         self._running: RunHandle | None = None
+        self._front: FrontEnd | None = None  # the host's HTTP front end, for req.url
         # Invocations timed alone, by what decides that time: the same request to the same
         # handler against the same upstream takes the same time alone whatever the thread
         # and process settings, so a sweep times it once (each run still adds its own).
@@ -251,6 +253,9 @@ class Lab:
             with contextlib.suppress(BaseException):  # its own error is not news here
                 self._running.result(timeout=10)
         self._hosts.close()
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         self.upstream.stop()
 
     # -- hosts ---------------------------------------------------------------------------
@@ -361,8 +366,18 @@ class Lab:
         ).measure()
         return RunResult(measured.summary, measured.records, measured.worker_stats)
 
+    def _front_end(self, host: Host) -> FrontEnd:
+        """The HTTP front end of ``host`` (a new one when the host is new)."""
+        with self._lock:
+            if self._front is None or self._front.host is not host:
+                if self._front is not None:
+                    self._front.stop()
+                self._front = FrontEnd(host).start()
+            return self._front
+
     def _trigger(self, host: Host, handle: RunHandle, spec: RunSpec) -> HttpTrigger:
         prefix = DEFAULT_ROUTE_PREFIX if spec.handler is not None else route_prefix(self.app)
+        base = self._front_end(host).base  # req.url answers: a function may call itself
         function, request = plan_request(
             host.functions,
             prefix,
@@ -372,6 +387,7 @@ class Lab:
             spec.params,
             spec.headers,
             spec.body,
+            base,
         )
         info = host.function(function)
         if spec.upstream_delay_ms is not None:
@@ -381,7 +397,14 @@ class Lab:
         send_alone = None
         if other is not None:
             alone_function, alone_fields = plan_request(
-                host.functions, prefix, None, other[0], other[1], spec.params, spec.headers
+                host.functions,
+                prefix,
+                None,
+                other[0],
+                other[1],
+                spec.params,
+                spec.headers,
+                base=base,
             )
             send_alone = host_sender(host, alone_function, alone_fields, timeout)
             request_alone = repr((alone_function, alone_fields))

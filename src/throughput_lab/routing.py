@@ -324,8 +324,10 @@ def plan_request(
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
+    base: str = LOCAL_BASE,
 ) -> tuple[str, HttpRequestFields]:
-    """The function a request reaches and the fields the host would send it.
+    """The function a request reaches and the fields the host would send it (its URL on
+    ``base``: where the host's front end listens).
 
     With ``path`` (e.g. ``/v1/users/7``) the path is routed like the host; ``function``, if
     also given, must be the one it reaches. Without it, the function's own route is used,
@@ -359,6 +361,6 @@ def plan_request(
         raise ValueError(f"no function answers {method} {split.path}: the host says 404{hint}")
     if function is not None and match.function != function:
         raise ValueError(f"{method} {split.path} reaches {match.function!r}, not {function!r}")
-    url = LOCAL_BASE + split.path + (f"?{urlencode(query)}" if query else "")
+    url = base + split.path + (f"?{urlencode(query)}" if query else "")
     fields = host_request(method, url, (headers or {}).items(), body, match.route_params)
     return match.function, fields
