@@ -60,6 +60,7 @@ class Ready:
     functions: tuple[Mapping[str, Any], ...]
     python: str
     event_loop: str
+    http_uri: str = ""  # the worker's web server for HTTP streaming (http_streaming), if any
 
 
 @dataclass(frozen=True, slots=True)

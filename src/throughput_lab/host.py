@@ -311,8 +311,27 @@ class Host:
         infos = {n: FunctionInfo.from_description(f) for n, f in self.functions.items()}
         return find_function(infos, name)
 
+    def new_record(self, function: str) -> InvocationRecord:
+        """A record for ``invoke`` whose id the caller needs first (HTTP streaming)."""
+        return InvocationRecord(next(self._ids), function)
+
+    @property
+    def streams_http(self) -> bool:
+        """The app's HTTP functions answer through each worker's web server (http_streaming)."""
+        return bool(self.workers and self.workers[0].ready and self.workers[0].ready.http_uri)
+
+    def http_uri(self, worker: int) -> str:
+        """Where worker ``worker``'s web server listens (HTTP streaming), or ""."""
+        for candidate in list(self.workers):
+            if candidate.index == worker and candidate.ready is not None:
+                return candidate.ready.http_uri
+        return ""
+
     def invoke(
-        self, function: str, request: HttpRequestFields
+        self,
+        function: str,
+        request: HttpRequestFields,
+        record: InvocationRecord | None = None,
     ) -> Future[tuple[InvocationRecord, HttpResponseFields]]:
         """Send one invocation to the next live worker in turn; the future holds the result."""
         future: Future[tuple[InvocationRecord, HttpResponseFields]] = Future()
@@ -321,7 +340,7 @@ class Host:
             return future
         if self._closed or not self._started:
             raise RuntimeError("the host is not running")
-        record = InvocationRecord(next(self._ids), function)
+        record = record or self.new_record(function)
         with self._lock:
             worker = self._next_worker()
             if worker is None:

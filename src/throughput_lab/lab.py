@@ -28,8 +28,8 @@ from .app_settings import UPSTREAM_URL_SETTING
 from .channel import WorkerStats
 from .front_end import FrontEnd
 from .host import Host
-from .invocation import InvocationRecord
-from .load import closed_loop, host_sender
+from .invocation import HttpRequestFields, InvocationRecord
+from .load import StreamingSender, closed_loop, host_sender
 from .metrics import Summary
 from .routing import DEFAULT_ROUTE_PREFIX, plan_request, route_prefix
 from .run import (
@@ -204,9 +204,15 @@ class HttpTrigger:
     async def drive(
         self, record: Callable[[InvocationRecord], None]
     ) -> tuple[list[InvocationRecord], float]:
-        return await closed_loop(
-            self.invoke, self.concurrency, self.requests, self.duration_s, record
-        )
+        try:
+            return await closed_loop(
+                self.invoke, self.concurrency, self.requests, self.duration_s, record
+            )
+        finally:  # a streaming sender's HTTP client closes on this loop
+            for send in (self.send, self.send_alone):
+                close = getattr(send, "aclose", None)
+                if close is not None:
+                    await close()
 
     def other_cpu_s(self) -> float:
         return 0.0
@@ -366,6 +372,15 @@ class Lab:
         ).measure()
         return RunResult(measured.summary, measured.records, measured.worker_stats)
 
+    @staticmethod
+    def _sender(
+        host: Host, function: str, request: HttpRequestFields, timeout: float
+    ) -> Callable[[int], Awaitable[InvocationRecord]]:
+        """Through the host; for an app that streams HTTP, its response over HTTP too."""
+        if host.streams_http and host.functions.get(function, {}).get("is_http"):
+            return StreamingSender(host, function, request, timeout)
+        return host_sender(host, function, request, timeout)
+
     def _front_end(self, host: Host) -> FrontEnd:
         """The HTTP front end of ``host`` (a new one when the host is new)."""
         with self._lock:
@@ -406,7 +421,7 @@ class Lab:
                 spec.headers,
                 base=base,
             )
-            send_alone = host_sender(host, alone_function, alone_fields, timeout)
+            send_alone = self._sender(host, alone_function, alone_fields, timeout)
             request_alone = repr((alone_function, alone_fields))
         else:
             request_alone = repr(request)
@@ -424,7 +439,7 @@ class Lab:
             info.is_async,
             spec.concurrency,
             alone_key,
-            host_sender(host, function, request, timeout),
+            self._sender(host, function, request, timeout),
             spec.requests,
             spec.duration_s,
             handle,

@@ -223,6 +223,8 @@ class Summary:
     # The worker model that ran (None for a URL): e.g. "3.13.0" and "uvloop" on 3.13+.
     python: str | None = None
     event_loop: str | None = None
+    # A streamed response (HTTP streaming): dispatched -> its first body byte, percentiles.
+    first_byte_ms: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,8 +254,14 @@ class Summary:
             f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
             f"limit: {self.bottleneck}{held}), "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
-            f"{self.errors} errors - {self.settings_text()}{self.concurrency} in flight{cores}"
+            f"{self.first_byte_text()}{self.errors} errors - "
+            f"{self.settings_text()}{self.concurrency} in flight{cores}"
         )
+
+    def first_byte_text(self) -> str:
+        if not self.first_byte_ms:
+            return ""
+        return f"first byte p50 {self.first_byte_ms['p50']:.0f} ms, "
 
     def settings_text(self) -> str:
         if self.processes is None:
@@ -424,6 +432,8 @@ def summarize(
         transit_share=_transit_share(ok),
         longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
     )
+    streamed = [r.first_byte_ms for r in ok if r.first_byte]
+    summary.first_byte_ms = latency_percentiles(streamed) if streamed else None
     _add_worker_stats(summary, worker_stats)
     if cpu is not None:
         _add_cpu_share(summary, cpu)

@@ -42,6 +42,7 @@ from .channel import (
     WorkerStats,
     dispatcher,
 )
+from .http_streaming import HttpCoordinator, extension_base, start_web_server
 from .invocation import HttpRequestFields, InvocationRecord
 from .invocation_logs import capture_logs
 from .worker import Worker
@@ -79,13 +80,14 @@ class Session:
             {Invoke: self.on_invoke, StatsRequest: self.on_stats, Stop: self.on_stop}
         )
 
-    def ready(self, functions: dict[str, FunctionInfo]) -> Ready:
+    def ready(self, functions: dict[str, FunctionInfo], http_uri: str = "") -> Ready:
         return Ready(
             pid=os.getpid(),
             threads=self.worker.threads,
             functions=tuple(f.describe() for f in functions.values()),
             python=self.python,
             event_loop=self.event_loop,
+            http_uri=http_uri,
         )
 
     def on_invoke(self, message: Invoke) -> None:
@@ -155,7 +157,13 @@ async def serve(
     worker = Worker(functions, timeout_s, app_settings)
     worker.lag.start()
     session = Session(conn, worker, loop)
-    conn.send(session.ready(functions))
+    http_uri = ""
+    base = extension_base()
+    if base is not None:  # the app imported a web extension: HTTP streaming, as the worker
+        coordinator = HttpCoordinator()
+        http_uri = await start_web_server(base, coordinator)
+        worker.streaming = (base, coordinator)
+    conn.send(session.ready(functions, http_uri))
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
         loop.add_reader(conn.fileno(), session.receive_ready)
