@@ -34,6 +34,7 @@ from .learner_errors import LearnerError
 SCRIPT_FILE = "function_app.py"
 FUNCTION_JSON = "function.json"
 V1_PACKAGE = "__app__"  # the worker's package name for a v1 app's folder
+BLOB_SOURCE_DEFAULT = "LogsAndContainerScan"  # the classic, polling blob trigger
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -66,6 +67,11 @@ class FunctionInfo:
     # The worker failed to load it (v1: its script failed to import): the host still routes
     # it, and each invocation fails with this (GrpcWorkerChannel.SendInvocationRequest).
     load_error: str | None = None
+    # A blob trigger: its path ("images/{name}", %SETTING% resolved) and source
+    # ("EventGrid" or "LogsAndContainerScan"); its blob bindings: (argument, "in"/"out", path).
+    blob_path: str | None = None
+    blob_source: str | None = None
+    blob_bindings: tuple[tuple[str, str, str], ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -82,6 +88,9 @@ class FunctionInfo:
             "queue": self.queue,
             "error": self.error,
             "load_error": self.load_error,
+            "blob_path": self.blob_path,
+            "blob_source": self.blob_source,
+            "blob_bindings": [list(b) for b in self.blob_bindings],
         }
 
     @classmethod
@@ -90,6 +99,7 @@ class FunctionInfo:
         tuples = {
             "methods": tuple(fields.get("methods", ())),
             "outputs": tuple(tuple(o) for o in fields.get("outputs", ())),
+            "blob_bindings": tuple(tuple(b) for b in fields.get("blob_bindings", ())),
         }
         return cls(**{**fields, **tuples}, func=None, trigger_param=None)
 
@@ -159,7 +169,18 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
     outputs = tuple(
         (b.name, str(b.type)) for b in bindings if _direction(b) == "out" and b.name != "$return"
     )
-    inputs = [(b.name, str(b.type)) for b in bindings if _direction(b) != "out"]
+    blobs = tuple(
+        (b.name, _direction(b), str(getattr(b, "path", "")))
+        for b in bindings
+        if str(b.type) == "blob" and b.name != "$return"
+    )
+    is_blob = str(getattr(trigger, "type", "")) == "blobTrigger"
+    # A blob trigger's lab reads its blob input bindings as the host does (blob/lab.py).
+    inputs = [
+        (b.name, str(b.type))
+        for b in bindings
+        if _direction(b) != "out" and not (is_blob and str(b.type) == "blob")
+    ]
     bound = {b.name for b in bindings} | {getattr(trigger, "name", "")}
     info = FunctionInfo(
         name=name,
@@ -174,7 +195,15 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         context_param=_context_param(user_function, bound),
         outputs=outputs,
         unsupported=_unsupported_inputs(name, inputs),
+        blob_bindings=blobs,
     )
+    if is_blob:
+        source = getattr(trigger, "source", None)
+        info = replace(
+            info,
+            blob_path=str(getattr(trigger, "path", "")),
+            blob_source=str(getattr(source, "value", source) or BLOB_SOURCE_DEFAULT),
+        )
     return with_trigger_settings(info, getattr(trigger, "queue_name", None))
 
 
@@ -259,13 +288,18 @@ def _v1_package(root: Path) -> None:
 
 
 def with_trigger_settings(info: FunctionInfo, queue_name: str | None) -> FunctionInfo:
-    """The trigger's ``%SETTING%`` expressions resolved, or the function in error."""
-    if queue_name is None:
-        return info
+    """The ``%SETTING%`` expressions of its queue name and blob paths resolved, or the
+    function in error."""
     try:
-        return replace(info, queue=resolve(str(queue_name)))
+        return replace(
+            info,
+            queue=None if queue_name is None else resolve(str(queue_name)),
+            blob_path=None if info.blob_path is None else resolve(info.blob_path),
+            blob_bindings=tuple((n, d, resolve(p)) for n, d, p in info.blob_bindings),
+        )
     except UnresolvedSettingError as exc:
-        return replace(info, queue=str(queue_name), error=function_error(info.name, str(exc)))
+        queue = None if queue_name is None else str(queue_name)
+        return replace(info, queue=queue, error=function_error(info.name, str(exc)))
 
 
 def _v1_config(config_file: Path) -> tuple[dict[str, Any], dict[str, Any]]:

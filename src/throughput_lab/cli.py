@@ -282,6 +282,11 @@ def add_queue_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--bad-messages", type=int, default=0, help="of the messages, how many fail (poison)"
     )
+    bench.add_argument(
+        "--blobs",
+        type=_positive_int,
+        help="blob-triggered function: images to upload to its container and run (Azurite)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -430,6 +435,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 headers=request["headers"],
             )
         _emit(summary, args.json, sent_line(args, {**request, "path": args.url}))
+        return 0
+    if args.blobs is not None:  # a blob-triggered function: drain a container
+        if not args.function:
+            raise UsageError("bench --blobs needs --function NAME (a blob-triggered function)")
+        app = _app(args.app)
+        from .blob import BlobLab
+
+        with BlobLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+            drained = lab.drain(
+                args.function,
+                args.blobs,
+                processes=_processes(args.processes, app),
+                threads=check_threads_flag(args.threads),
+            )
+        print(json.dumps(drained.as_dict()) if args.json else drained.line())
         return 0
     if args.messages is not None:  # a queue-triggered function: drain a queue
         if not args.function:

@@ -96,6 +96,8 @@ class InvocationRecord:
     status: int = 0
     error: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)  # output bindings' values, by name
+    # Blob output bindings' bytes, by argument: the host writes them after the invocation.
+    output_data: dict[str, bytes] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # the function's logging, when captured
     traceback: str = ""  # a failed invocation's traceback, from the function's own frames
 

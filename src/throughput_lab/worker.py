@@ -25,7 +25,7 @@ from typing import Any
 
 from .app_loader import FunctionInfo
 from .app_settings import THREAD_COUNT_SETTING, default_executor_threads, thread_count_from_setting
-from .bindings import arguments, shown_value
+from .bindings import arguments, output_bytes, shown_value
 from .http_streaming import HttpCoordinator, sync_route_params
 from .instrument import LoopLagProbe, MeteredExecutor, StepTimer
 from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
@@ -70,7 +70,8 @@ class Worker:
         except asyncio.TimeoutError:
             record.error = "the HTTP request for this invocation never reached the worker"
             return HttpResponseFields(500, record.error.encode())
-        kwargs, outs = arguments(fn, req, record.invocation_id)  # trigger, context, func.Out
+        inputs = request.input_values() if hasattr(request, "input_values") else None
+        kwargs, outs = arguments(fn, req, record.invocation_id, inputs)  # and context, Out
         # This task's context: its logging and its default-executor time land on the record.
         current_invocation.set(record)
         record.submitted = clock()
@@ -86,6 +87,11 @@ class Worker:
                 streaming[1].set_response(key, result)
                 return HttpResponseFields(int(getattr(result, "status_code", 200)))
             record.outputs = {name: shown_value(out.get()) for name, out in outs.items()}
+            blobs = {n for n, kind in fn.outputs if kind == "blob"}
+            record.output_data = {
+                n: output_bytes(out.get()) for n, out in outs.items() if n in blobs and out.get()
+            }
+            record.outputs.update({n: f"{len(b)} bytes" for n, b in record.output_data.items()})
             if fn.http_output != "$return":  # v1: the response set on an http output binding
                 record.outputs.pop(fn.http_output, None)
                 result = outs[fn.http_output].get()

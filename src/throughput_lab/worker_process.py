@@ -167,6 +167,10 @@ async def serve(
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
         loop.add_reader(conn.fileno(), session.receive_ready)
+        # uvloop (libuv's uv_poll_init) makes the socket non-blocking; the channel reads and
+        # writes whole messages, and one larger than the socket's buffer (a blob's bytes)
+        # would then fail half-read with BlockingIOError and end the worker.
+        os.set_blocking(conn.fileno(), True)
     except NotImplementedError:  # Windows' proactor loop: a thread, like the worker's gRPC one
         threading.Thread(target=session.receive_on_thread, name="host-channel", daemon=True).start()
     try:
