@@ -1,6 +1,5 @@
 """Blob triggers of both sources, a blob input binding and blob output bindings."""
 
-
 import azure.functions as func
 from PIL import Image
 
