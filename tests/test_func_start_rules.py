@@ -65,6 +65,7 @@ def test_setting_expressions_route_conflicts_and_reserved_routes(monkeypatch):
     )
     assert functions["same_a"].error is None and functions["same_c"].error is None
     assert "built in routes" in (functions["tools"].error or "")
+    assert "'%NO_OUTPUT_QUEUE%' does not resolve" in (functions["forward"].error or "")
 
 
 @pytest.mark.parametrize(

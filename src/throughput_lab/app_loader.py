@@ -20,7 +20,7 @@ import json
 import sys
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,8 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
             blob_path=str(getattr(trigger, "path", "")),
             blob_source=str(getattr(source, "value", source) or BLOB_SOURCE_DEFAULT),
         )
-    return with_trigger_settings(info, getattr(trigger, "queue_name", None))
+    dicts = [b.get_dict_repr() for b in fn.get_bindings() if hasattr(b, "get_dict_repr")]
+    return with_trigger_settings(info, getattr(trigger, "queue_name", None), _text_values(dicts))
 
 
 def index_app(app: func.FunctionRegister) -> dict[str, FunctionInfo]:
@@ -287,10 +288,19 @@ def _v1_package(root: Path) -> None:
         sys.path.insert(0, str(root))
 
 
-def with_trigger_settings(info: FunctionInfo, queue_name: str | None) -> FunctionInfo:
+def _text_values(bindings: list[dict[str, Any]]) -> list[str]:
+    return [v for b in bindings for v in b.values() if isinstance(v, str) and "%" in v]
+
+
+def with_trigger_settings(
+    info: FunctionInfo, queue_name: str | None, others: Sequence[str] = ()
+) -> FunctionInfo:
     """The ``%SETTING%`` expressions of its queue name and blob paths resolved, or the
-    function in error."""
+    function in error; ``others``: every other binding property that holds one (the host
+    resolves them all when it indexes the function, e.g. an output's queue name)."""
     try:
+        for text in others:
+            resolve(text)
         return replace(
             info,
             queue=None if queue_name is None else resolve(str(queue_name)),
@@ -383,7 +393,8 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         directory=str(config_file.parent),
         load_error=load_error,
     )
-    return with_trigger_settings(info, trigger.get("queueName") if is_queue else None)
+    queue = trigger.get("queueName") if is_queue else None
+    return with_trigger_settings(info, queue, _text_values(bindings))
 
 
 def load_v1_app(root: Path) -> dict[str, FunctionInfo]:

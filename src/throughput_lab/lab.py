@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -422,9 +422,10 @@ class Lab:
                 base=base,
             )
             send_alone = self._sender(host, alone_function, alone_fields, timeout)
-            request_alone = repr((alone_function, alone_fields))
+            request_alone = repr((alone_function, replace(alone_fields, url="")))
         else:
-            request_alone = repr(request)
+            # Not its URL: the front end's port differs from host to host, the time does not.
+            request_alone = repr(replace(request, url=""))
         alone_key = (
             function,
             spec.handler,

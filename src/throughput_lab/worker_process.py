@@ -151,14 +151,18 @@ async def serve(
     functions: dict[str, FunctionInfo],
     timeout_s: float | None,
     app_settings: Mapping[str, str] = os.environ,
+    http_streaming: bool = False,
 ) -> None:
-    """Run invocations from ``conn`` until the host says stop or goes away."""
+    """Run invocations from ``conn`` until the host says stop or goes away.
+
+    ``http_streaming``: a worker process of an app folder streams HTTP when the app imported
+    a web extension; handlers from a notebook cell (a worker on a thread) never do."""
     loop = asyncio.get_running_loop()
     worker = Worker(functions, timeout_s, app_settings)
     worker.lag.start()
     session = Session(conn, worker, loop)
     http_uri = ""
-    base = extension_base()
+    base = extension_base() if http_streaming else None
     if base is not None:  # the app imported a web extension: HTTP streaming, as the worker
         coordinator = HttpCoordinator()
         http_uri = await start_web_server(base, coordinator)
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         conn.close()
         os._exit(0)
     try:
-        run_worker_loop(serve(conn, functions, args.timeout))
+        run_worker_loop(serve(conn, functions, args.timeout, http_streaming=True))
     except SystemExit as exc:
         exit_for(exc)
     # Stopped, or the channel closed (the host may be gone: no one else would end the group).

@@ -41,3 +41,10 @@ def work(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="%NO_SUCH_SETTING%", connection="AzureWebJobsStorage")
 def lost(msg: func.QueueMessage) -> None:
     pass
+
+
+@app.route(route="forward")
+@app.queue_output(arg_name="out", queue_name="%NO_OUTPUT_QUEUE%", connection="AzureWebJobsStorage")
+def forward(req: func.HttpRequest, out: func.Out[str]) -> str:  # its output's name: no setting
+    out.set("x")
+    return "sent"
