@@ -360,7 +360,13 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
     bindings = config.get("bindings") or []
     is_http = str(trigger.get("type")).lower() == "httptrigger"
     is_queue = str(trigger.get("type")).lower() == "queuetrigger"
+    is_blob = str(trigger.get("type")).lower() == "blobtrigger"
     others = [b for b in bindings if b is not trigger]
+    blobs = tuple(
+        (str(b.get("name")), str(b.get("direction", "in")).lower(), str(b.get("path", "")))
+        for b in others
+        if str(b.get("type")).lower() == "blob" and b.get("name") != "$return"
+    )
     outs = [b for b in others if str(b.get("direction", "")).lower() == "out"]
     http_outs = [b["name"] for b in outs if str(b.get("type")).lower() == "http"]
     outputs = tuple(
@@ -370,6 +376,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         (b.get("name", "?"), str(b.get("type")))
         for b in others
         if str(b.get("direction", "")).lower() != "out"
+        and not (is_blob and str(b.get("type")).lower() == "blob")  # the blob lab reads these
     ]
     methods = tuple(m.upper() for m in trigger.get("methods") or ()) or ALL_METHODS
     info = FunctionInfo(
@@ -392,6 +399,9 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         unsupported=_unsupported_inputs(name, inputs),
         directory=str(config_file.parent),
         load_error=load_error,
+        blob_path=str(trigger.get("path", "")) if is_blob else None,
+        blob_source=str(trigger.get("source") or BLOB_SOURCE_DEFAULT) if is_blob else None,
+        blob_bindings=blobs,
     )
     queue = trigger.get("queueName") if is_queue else None
     return with_trigger_settings(info, queue, _text_values(bindings))

@@ -57,10 +57,17 @@ class StreamingSender:
         if self._session is None:
             self._session = client_session()
         dispatched = clock()
+        first: list[float] = []  # when the first body byte came, if it did
         try:
-            return await asyncio.wait_for(self._stream(self._session), self.timeout_s)
+            return await asyncio.wait_for(self._stream(self._session, first), self.timeout_s)
         except (WorkerDiedError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
             why = str(exc) or f"no reply within {self.timeout_s:g} s"
+            if first and isinstance(exc, asyncio.TimeoutError):
+                why = (
+                    f"the streamed response had not ended after {self.timeout_s:g} s (its "
+                    f"first byte came after {(first[0] - dispatched) * 1e3:.0f} ms): bench "
+                    "times whole responses, and an endless stream never ends"
+                )
             return InvocationRecord(
                 index,
                 self.function,
@@ -70,18 +77,17 @@ class StreamingSender:
                 error=why,
             )
 
-    async def _stream(self, session: aiohttp.ClientSession) -> InvocationRecord:
+    async def _stream(self, session: aiohttp.ClientSession, first: list[float]) -> InvocationRecord:
         record = self.host.new_record(self.function)
         future = self.host.invoke(self.function, self.request, record)
         uri = self.host.http_uri(record.worker)
         status, _, body = await forward(session, uri, self.request, record.invocation_id)
-        first = 0.0
         async for chunk in body:
             if chunk and not first:
-                first = clock()
+                first.append(clock())
         last = clock()
         done, _ = await asyncio.wrap_future(future)
-        done.first_byte, done.completed, done.status = first, last, status
+        done.first_byte, done.completed, done.status = (first or [0.0])[0], last, status
         if status >= 400 and not done.error:
             done.error = f"HTTP {status}"
         return done

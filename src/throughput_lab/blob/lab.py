@@ -119,9 +119,11 @@ class BlobDrainResult:
         return {**self.summary.as_dict(), **extra, "written": self.written, "scans": self.scans}
 
     def line(self) -> str:
+        errors = self.summary.error_samples
+        sampled = f"\nerrors: {' | '.join(errors)}" if errors else ""
         return (
             f"{self.summary.line()}\n{self.blobs} blobs in {self.container}/, by "
-            f"{self.delivery}; {self.written} blobs written by output bindings"
+            f"{self.delivery}; {self.written} blobs written by output bindings{sampled}"
         )
 
     def __repr__(self) -> str:
