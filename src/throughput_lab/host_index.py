@@ -55,7 +55,7 @@ def host_index(functions: dict[str, FunctionInfo], app: str | Path) -> dict[str,
         functions = {n: f for n, f in functions.items() if n.lower() in wanted}
     routes: dict[str, tuple[str, tuple[str, ...]]] = {}
     checked: dict[str, FunctionInfo] = {}
-    for name in sorted(functions, key=str.lower):
+    for name in sorted(functions, key=str.upper):  # OrdinalIgnoreCase, as routing.host_order
         info = functions[name]
         if info.is_http and not info.error:
             route = info.route or name

@@ -249,13 +249,27 @@ class RouteMatch:
     route_params: dict[str, str]
 
 
+def host_order(name: str) -> str:
+    """The host's order of functions: by name, ``StringComparer.OrdinalIgnoreCase`` (which
+    compares upper case: "getitem" comes before "get_item")."""
+    return name.upper()
+
+
 class Router:
-    """The host's route table for an app's HTTP functions, in the order they were indexed."""
+    """The host's route table for an app's HTTP functions, tried in the host's order.
+
+    The host maps each function's route in the order of its functions, which
+    ``FunctionMetadataManager`` sorts by name (OrdinalIgnoreCase), and the route collection
+    tries them in that order (azure-functions-host ``WebScriptHostHttpRoutesManager``,
+    azure-webjobs-sdk-extensions ``WebJobsRouteBuilder.Build``: no reordering, read at
+    commit 2e7550f, 2024-10-14): ``catalog/{id}`` of ``get_item`` takes ``catalog/health``
+    before a function named ``health`` is tried.
+    """
 
     def __init__(self, functions: Iterable[Mapping[str, Any]], prefix: str = "api") -> None:
         self.prefix = prefix.strip("/")
         self.routes: list[tuple[str, RouteTemplate, frozenset[str]]] = []
-        for info in functions:
+        for info in sorted(functions, key=lambda f: host_order(str(f["name"]))):
             if not info.get("is_http") or info.get("error"):  # in error: never registered
                 continue
             template = RouteTemplate(self.path_template(info.get("route") or info["name"]))
