@@ -9,11 +9,16 @@
 #   make binder     the mybinder.org link for this checkout, from its git remote (book/binder.py)
 #
 # Options: make lab PYTHON=python3.13 PORT=8890    make test PYTEST_ARGS="-k environment"
+#          make test PYTEST_WORKERS=   (one process, in order: a failure's output read more easily)
 
 PYTHON ?= python3
 PORT ?= 8888
 NOTEBOOK ?= notebooks/00_start_here.ipynb
 PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist), each taking a whole test file at a time: the notebooks
+# run one after another on one worker while the other runs the rest. The timing checks are
+# ratios built to hold with another program busy (README: "How the tests keep to time").
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 VENV ?= .venv
 # The versions CI tests: the last azure-functions 1.x Python it defaults to, and the 3.13+ worker.
 CI_PYTHONS ?= python3.11 python3.13
@@ -82,7 +87,7 @@ test: $(VENV)/.installed-test $(AZURITE)
 	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m ruff format --check $(LINT_PATHS)
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
 # Every version runs even when one fails, so CI shows both results. Tests marked `once`
