@@ -144,3 +144,16 @@ def test_most_at_once_counts_overlap_in_each_process_not_across_them():
     two = [record(0, 1, 1, 2), record(1, 2, 1, 2), record(2, 1, 2, 3), record(3, 2, 2, 3)]
     assert most_at_once(two) == 1
     assert most_at_once([record(0, 1, 0, 0)]) == 0  # never started: not counted
+
+
+def test_involuntary_switches_are_the_windows_growth_summed_over_workers():
+    from throughput_lab.channel import WorkerStats
+    from throughput_lab.run import involuntary_switches
+
+    before = [WorkerStats(worker=0, involuntary_switches=10), WorkerStats(worker=1)]
+    after = [
+        WorkerStats(worker=0, involuntary_switches=25),
+        WorkerStats(worker=1, involuntary_switches=4),
+        WorkerStats(worker=2, involuntary_switches=3),  # a replacement: all of it is new
+    ]
+    assert involuntary_switches(before, after) == 15 + 4 + 3
