@@ -78,9 +78,16 @@ same_python = @if [ "$(origin PYTHON)" = "command line" ]; then \
 	[ "$$want" = "$$have" ] || { echo "make: $(VENV) runs Python $$have, not $(PYTHON) ($$want)." \
 		"Start over with make clean, or keep both: VENV=.venv-$${want%.*}" >&2; exit 1; }; fi
 
+# Quiet where nothing is wrong: open a browser only where Python finds one (a container or an
+# SSH session has none, and JupyterLab would warn "No web browser found"), and no language
+# server scan (the workbook uses none; jupyter_lsp would list every one it did not find).
+OPEN_BROWSER = $(shell '$(PYTHON_EXE)' -c 'import webbrowser; webbrowser.get()' >/dev/null 2>&1 \
+	&& echo True || echo False)
+
 lab: $(VENV)/.installed-lab azurite-if-node
 	$(same_python)
 	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
+		--ServerApp.open_browser=$(OPEN_BROWSER) --LanguageServerManager.autodetect=False \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 test: $(VENV)/.installed-test $(AZURITE)

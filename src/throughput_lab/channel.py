@@ -60,6 +60,7 @@ class Ready:
     functions: tuple[Mapping[str, Any], ...]
     python: str
     event_loop: str
+    app_load_s: float = 0.0  # importing and indexing the app: its share of a cold start
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,8 @@ class WorkerStats:
     rss_bytes: int = 0
     peak_rss_bytes: int = 0
     threads: int = 0  # threads alive in the process
+    # Times the OS took the CPU from it while it could still run (Linux; 0 where unknown).
+    involuntary_switches: int = 0
     python: str = ""
     event_loop: str = ""
 

@@ -42,6 +42,25 @@ def latency_percentiles(latencies: Sequence[float]) -> dict[str, float]:
     return {name: percentile(latencies, q) for name, q in quantiles}
 
 
+def most_at_once(records: Sequence[InvocationRecord]) -> int:
+    """The most invocations whose user code ran at the same time in any one worker process.
+
+    Against the article's "a host instance can process only one invocation at a time": a
+    pool of threads, or one event loop awaiting, runs many.
+    """
+    events: dict[int, list[tuple[float, int]]] = {}
+    for r in records:
+        if r.started and r.ended:
+            events.setdefault(r.pid, []).extend(((r.started, 1), (r.ended, -1)))
+    most = 0
+    for timeline in events.values():
+        now = 0
+        for _, step in sorted(timeline):  # an end sorts before a start at the same instant
+            now += step
+            most = max(most, now)
+    return most
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100); 0.0 for no values."""
     if not values:
@@ -220,6 +239,9 @@ class Summary:
     lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
     transit_share: float = 0.0  # share of a request's time spent outside the worker's hands
     longest_step_ms: float = 0.0  # ``async def``: the longest the function held its loop
+    # Involuntary context switches of the worker processes per invocation: the OS taking a
+    # core from a process that could still run (more runnable processes than free cores).
+    switches_per_request: float = 0.0
     # The worker model that ran (None for a URL): e.g. "3.13.0" and "uvloop" on 3.13+.
     python: str | None = None
     event_loop: str | None = None
@@ -386,6 +408,7 @@ def summarize(
     cpu: CpuShare | None = None,
     loop_busy: float = 0.0,
     lab_process_busy: float = 0.0,
+    switches: int = 0,
 ) -> Summary:
     ok = [r for r in records if r.ok]
     latencies = [r.latency_ms for r in ok]
@@ -423,6 +446,7 @@ def summarize(
         lab_process_busy=lab_process_busy,
         transit_share=_transit_share(ok),
         longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
+        switches_per_request=switches / len(records) if records else 0.0,
     )
     _add_worker_stats(summary, worker_stats)
     if cpu is not None:

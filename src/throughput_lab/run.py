@@ -232,6 +232,12 @@ def busiest_loop(before: list[WorkerStats], after: list[WorkerStats], elapsed_s:
     return max(busy, default=0.0) / elapsed_s if elapsed_s > 0 else 0.0
 
 
+def involuntary_switches(before: list[WorkerStats], after: list[WorkerStats]) -> int:
+    """Context switches the OS forced on the worker processes during the window."""
+    start = {s.worker: s.involuntary_switches for s in before}
+    return sum(max(0, s.involuntary_switches - start.get(s.worker, 0)) for s in after)
+
+
 @dataclass
 class MeasuredRun:
     """One run of ``trigger`` through ``host``: warm-up, time alone, the metered window."""
@@ -296,6 +302,7 @@ class MeasuredRun:
             cpu=cpu,
             loop_busy=busiest_loop(before, after, elapsed),
             lab_process_busy=own_busy,
+            switches=involuntary_switches(before, after),
         )
         summary.limited_by = self.trigger.explain(summary) or summary.limited_by
         return Measured(summary, records, after)

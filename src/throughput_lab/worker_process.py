@@ -47,6 +47,20 @@ from .invocation_logs import capture_logs
 from .worker import Worker
 
 
+def _involuntary_switches() -> int:
+    """Context switches the OS forced on this process so far, all its threads summed.
+
+    getrusage(RUSAGE_SELF) sums every thread (the pool's too); /proc/PID/status, which
+    psutil reads, counts the main thread only.
+    """
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
+    except ImportError:  # Windows: not reported
+        return 0
+
+
 def _memory() -> tuple[int, int]:
     """Resident memory now and at its peak, in bytes (0 where the OS does not say)."""
     rss = peak = 0
@@ -79,13 +93,14 @@ class Session:
             {Invoke: self.on_invoke, StatsRequest: self.on_stats, Stop: self.on_stop}
         )
 
-    def ready(self, functions: dict[str, FunctionInfo]) -> Ready:
+    def ready(self, functions: dict[str, FunctionInfo], app_load_s: float = 0.0) -> Ready:
         return Ready(
             pid=os.getpid(),
             threads=self.worker.threads,
             functions=tuple(f.describe() for f in functions.values()),
             python=self.python,
             event_loop=self.event_loop,
+            app_load_s=app_load_s,
         )
 
     def on_invoke(self, message: Invoke) -> None:
@@ -115,6 +130,7 @@ class Session:
                 rss_bytes=rss,
                 peak_rss_bytes=peak,
                 threads=threading.active_count(),
+                involuntary_switches=_involuntary_switches(),
                 python=self.python,
                 event_loop=self.event_loop,
             )
@@ -149,13 +165,14 @@ async def serve(
     functions: dict[str, FunctionInfo],
     timeout_s: float | None,
     app_settings: Mapping[str, str] = os.environ,
+    app_load_s: float = 0.0,
 ) -> None:
     """Run invocations from ``conn`` until the host says stop or goes away."""
     loop = asyncio.get_running_loop()
     worker = Worker(functions, timeout_s, app_settings)
     worker.lag.start()
     session = Session(conn, worker, loop)
-    conn.send(session.ready(functions))
+    conn.send(session.ready(functions, app_load_s))
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
         loop.add_reader(conn.fileno(), session.receive_ready)
@@ -286,14 +303,16 @@ def main(argv: list[str] | None = None) -> None:
     watch_host(stdin)
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
     conn.send(Hello(os.getpid()))
+    began = time.perf_counter()
     try:
-        functions = load_app(args.app)
+        functions = load_app(args.app)  # the app's imports: a cold start's share the app owns
     except AppLoadError as exc:
         conn.send(LoadError(str(exc)))
         conn.close()
         os._exit(0)
     try:
-        run_worker_loop(serve(conn, functions, args.timeout))
+        loaded_s = time.perf_counter() - began
+        run_worker_loop(serve(conn, functions, args.timeout, app_load_s=loaded_s))
     except SystemExit as exc:
         exit_for(exc)
     # Stopped, or the channel closed (the host may be gone: no one else would end the group).
