@@ -32,9 +32,11 @@ ALONE_BODY = json.dumps({"n": -1}).encode()
 DEFAULT_SESSIONS = 4
 
 
-def session_of(index: int, messages: int, sessions: int, hot_share: float) -> str:
+def session_of(index: int, messages: int, sessions: int, hot_share: float) -> str | None:
     """Message ``index``'s session: the first ``hot_share`` of them in session s0 (the hot
-    one), the rest spread round-robin over all ``sessions``."""
+    one), the rest spread round-robin over all ``sessions``; None without sessions."""
+    if sessions < 1:
+        return None
     hot = round(messages * hot_share)
     if index < hot:
         return "s0"
@@ -172,7 +174,7 @@ class ServiceBusTrigger:
     def session_sizes(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
         for i in range(self.messages):
-            sid = session_of(i, self.messages, self.sessions, self.hot_share)
+            sid = session_of(i, self.messages, self.sessions, self.hot_share) or ""
             sizes[sid] = sizes.get(sid, 0) + 1
         return sizes
 
@@ -192,7 +194,7 @@ class ServiceBusTrigger:
             session = session_of(i, self.messages, self.sessions, self.hot_share)
             message = self.entity.send(
                 BAD_MESSAGE if i in bad else json.dumps({"n": i}).encode(),
-                session_id=session if self.sessions else None,
+                session_id=session,
                 message_id=f"m{i}",
             )
             self.enqueued[message.message_id] = clock()
