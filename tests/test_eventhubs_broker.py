@@ -12,6 +12,9 @@ import pytest
 
 from throughput_lab.eventhubs.broker import CheckpointStore, EventHub, PartitionCountError
 
+# Pure Python, no worker: the same on every Python.
+pytestmark = pytest.mark.once
+
 
 def test_partition_count_is_the_standard_tiers_range() -> None:
     EventHub("h", 1), EventHub("h", 32)

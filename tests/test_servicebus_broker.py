@@ -19,6 +19,9 @@ from throughput_lab.servicebus.broker import (
     SessionRequiredError,
 )
 
+# Pure Python, no worker: the same on every Python.
+pytestmark = pytest.mark.once
+
 
 class Clock:
     def __init__(self) -> None:

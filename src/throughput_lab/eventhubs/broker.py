@@ -29,11 +29,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..learner_errors import LearnerError
+
 MAX_PARTITIONS_STANDARD = 32  # Learn, Event Hubs quotas: 1-32 partitions on Standard
 DEFAULT_CONSUMER_GROUP = "$Default"
 
 
-class PartitionCountError(ValueError):
+class PartitionCountError(LearnerError, ValueError):
     """A partition count the Standard tier does not offer."""
 
 

@@ -167,6 +167,7 @@ class ServiceBusListener:
         self.in_flight_curve: list[tuple[float, int]] = []
         self.errors: list[str] = []
         self._in_flight = 0
+        self._dead_seen = 0
         self._changed: asyncio.Condition | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -183,6 +184,7 @@ class ServiceBusListener:
         dispatch = self._accept_sessions if self.sessions else self._receive
         try:
             while self.done_count() < expected and not stopped():
+                self._collect_dead_letters()  # a lock that expired may have dead-lettered one
                 async with self._changed:  # a free slot: a call, or a session
                     await self._changed.wait_for(lambda: self._in_flight < self.cap)
                 if not dispatch():
@@ -207,6 +209,11 @@ class ServiceBusListener:
             self.in_flight_curve.append((clock(), self._in_flight))
             self._changed.notify_all()
 
+    def _taken(self) -> None:
+        """A slot taken now, before its task runs, so the next wait_for sees it."""
+        self._in_flight += 1
+        self.in_flight_curve.append((clock(), self._in_flight))
+
     def _start(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
@@ -218,7 +225,7 @@ class ServiceBusListener:
         batch = self.entity.receive(1)
         if not batch:
             return False
-        self._in_flight += 1  # taken now, so the next wait_for sees it
+        self._taken()
         self._start(self._one_message(batch[0]))
         return True
 
@@ -234,7 +241,7 @@ class ServiceBusListener:
         session = self.entity.accept_next_session(receiver=f"{self.function}-{id(self)}")
         if session is None:
             return False
-        self._in_flight += 1
+        self._taken()
         self._start(self._one_session(session))
         return True
 
@@ -286,9 +293,22 @@ class ServiceBusListener:
         except MessageLockLostError as exc:
             self.errors.append(str(exc))
         if message.dead_letter_reason:
-            record.dead_lettered, record.done = True, clock()
-        if record.done and self.on_done is not None:
+            self._dead_lettered(record)
+        elif record.done and self.on_done is not None:
             self.on_done(record)
+
+    def _dead_lettered(self, record: MessageRecord) -> None:
+        if not record.done:
+            record.dead_lettered, record.done = True, clock()
+            if self.on_done is not None:
+                self.on_done(record)
+
+    def _collect_dead_letters(self) -> None:
+        for message in self.entity.dead_letters[self._dead_seen :]:
+            record = self.messages.get(message.message_id)
+            if record is not None:
+                self._dead_lettered(record)
+        self._dead_seen = len(self.entity.dead_letters)
 
     async def _invoke(self, message: BrokeredMessage) -> InvocationRecord:
         fields = fields_of(message, self.entity)
