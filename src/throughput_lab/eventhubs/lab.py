@@ -124,12 +124,16 @@ class EventHubTrigger:
 
     @property
     def batch(self) -> int:
-        """Events per invocation when the partitions are full."""
-        return self.options.max_event_batch_size if self.many else 1
+        """Events per invocation in this run: the events are all sent before the window, so
+        each partition's batches are full (maxEventBatchSize) or hold what it has."""
+        if not self.many:
+            return 1
+        per_partition = -(-self.events // self.hub.partition_count)
+        return min(self.options.max_event_batch_size, per_partition)
 
     @property
     def concurrency(self) -> int:
-        return max(1, self.events // self.batch)  # invocations: not what binds
+        return self.events  # more than the invocations: the partitions bind first
 
     @property
     def queue_batch(self) -> int:

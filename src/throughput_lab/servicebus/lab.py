@@ -303,7 +303,7 @@ class ServiceBusLab(MessagingLab):
                 f"function {function!r} is not session-enabled (isSessionsEnabled): "
                 "its messages carry no session"
             )
-        k = (sessions or DEFAULT_SESSIONS) if sessions_enabled else 0
+        k = (DEFAULT_SESSIONS if sessions is None else sessions) if sessions_enabled else 0
         if sessions_enabled and k < 1:
             raise ServiceBusSettingError(f"sessions must be >= 1, got {sessions}")
         entity = ServiceBusQueue(
