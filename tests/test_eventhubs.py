@@ -8,6 +8,7 @@ Facts checked here come from Azure/azure-sdk-for-net, WebJobs Event Hubs extensi
 from __future__ import annotations
 
 import json
+import sys
 
 import azure.functions as func
 import pytest
@@ -137,3 +138,16 @@ def test_bad_drain_values_are_one_line(lab):
         lab.drain("sb_sync_io", 5)
     with pytest.raises(EventHubSettingError, match="events must be >= 1"):
         lab.drain("eh_batch_awaited", 0)
+
+
+def test_exercise_13_fails_with_a_small_batch_and_passes_with_its_solution(lab, capsys):
+    sys.path.insert(0, str(SAMPLE_APP.parent / "notebooks"))
+    try:
+        from exercise_13_event_hubs import ex13
+    finally:
+        sys.path.pop(0)
+    exercise = ex13(lab)
+    exercise.check(dict(function="eh_batch_awaited", max_event_batch_size=2, threads=4))
+    assert exercise.passed is False
+    exercise.check(exercise.solution_answer())
+    assert exercise.passed, capsys.readouterr().out

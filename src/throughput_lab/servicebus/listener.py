@@ -164,9 +164,10 @@ class ServiceBusListener:
         self.enqueued = enqueued if enqueued is not None else {}
         self.on_done = on_done
         self.messages: dict[str, MessageRecord] = {}
-        self.in_flight_curve: list[tuple[float, int]] = []
+        self.in_flight_curve: list[tuple[float, int]] = []  # (clock(), messages in progress)
         self.errors: list[str] = []
-        self._in_flight = 0
+        self._in_flight = 0  # slots taken: calls, or sessions held
+        self._processing = 0  # messages in the function
         self._dead_seen = 0
         self._changed: asyncio.Condition | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -206,13 +207,12 @@ class ServiceBusListener:
         assert self._changed is not None
         async with self._changed:
             self._in_flight += delta
-            self.in_flight_curve.append((clock(), self._in_flight))
             self._changed.notify_all()
 
     def _taken(self) -> None:
-        """A slot taken now, before its task runs, so the next wait_for sees it."""
+        """A slot (a call, or a session held) taken now, before its task runs, so the next
+        wait_for sees it."""
         self._in_flight += 1
-        self.in_flight_curve.append((clock(), self._in_flight))
 
     def _start(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -279,7 +279,11 @@ class ServiceBusListener:
     async def _process(self, message: BrokeredMessage) -> None:
         record = self._record(message)
         record.tries += 1
-        invocation = await self._invoke(message)
+        self._running(+1)
+        try:
+            invocation = await self._invoke(message)
+        finally:
+            self._running(-1)
         record.invocations.append(invocation)
         if self.on_invocation is not None:
             self.on_invocation(invocation)
@@ -309,6 +313,11 @@ class ServiceBusListener:
             if record is not None:
                 self._dead_lettered(record)
         self._dead_seen = len(self.entity.dead_letters)
+
+    def _running(self, delta: int) -> None:
+        """Messages in the function now (a session held but idle runs none)."""
+        self._processing += delta
+        self.in_flight_curve.append((clock(), self._processing))
 
     async def _invoke(self, message: BrokeredMessage) -> InvocationRecord:
         fields = fields_of(message, self.entity)
