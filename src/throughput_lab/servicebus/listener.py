@@ -335,9 +335,6 @@ class ServiceBusListener:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
-    def dead_lettered_done(self) -> int:
-        return sum(1 for m in self.messages.values() if m.dead_lettered)
-
 
 def fields_of(message: BrokeredMessage, entity: ServiceBusQueue) -> ServiceBusMessageFields:
     """The trigger metadata the host sends for one delivery."""
