@@ -131,6 +131,18 @@ def test_checkpoints_every_batch_checkpoint_frequency_batches(lab):
     assert result.checkpoint_writes == 1 and result.checkpoints == {0: 29}
 
 
+def test_min_event_batch_size_waits_up_to_max_wait_time_for_a_fuller_batch(lab):
+    """PartitionProcessor with minEventBatchSize > 1: fewer events than that wait up to
+    maxWaitTime, then go as a partial batch."""
+    result = lab.drain(
+        "eh_batch_awaited", 12, partitions=1, max_event_batch_size=10,
+        min_event_batch_size=5, max_wait_time_s=0.5, upstream_delay_ms=5,
+    )  # fmt: skip
+    assert result.batches == [10, 2]
+    first, last = result.events[0], result.events[-1]
+    assert last.done - first.done >= 0.5  # the 2 waited for more, then went
+
+
 def test_bad_drain_values_are_one_line(lab):
     with pytest.raises(PartitionCountError, match="1-32"):
         lab.drain("eh_batch_awaited", 5, partitions=33)

@@ -236,6 +236,8 @@ class EventHubLab(MessagingLab):
         partitions: int = DEFAULT_PARTITIONS,
         max_event_batch_size: int | None = None,
         batch_checkpoint_frequency: int | None = None,
+        min_event_batch_size: int | None = None,
+        max_wait_time_s: float | None = None,
         bad_events: int = 0,
         upstream_delay_ms: float | None = None,
         timeout_s: float = 300.0,
@@ -250,6 +252,8 @@ class EventHubLab(MessagingLab):
             self.app,
             max_event_batch_size=max_event_batch_size,
             batch_checkpoint_frequency=batch_checkpoint_frequency,
+            min_event_batch_size=min_event_batch_size,
+            max_wait_time_s=max_wait_time_s,
         )
         hub = EventHub("events", partitions)  # checks the partition count first
         self.prepare(upstream_delay_ms)
