@@ -13,7 +13,7 @@ import json
 
 import azure.functions as func
 import pytest
-from conftest import SAMPLE_APP
+from conftest import APPS, SAMPLE_APP
 
 from throughput_lab.app_loader import AppLoadError, index_app
 from throughput_lab.messaging_lab import find_triggered
@@ -190,3 +190,31 @@ def test_bad_drain_values_are_one_line(lab):
         lab.drain("sync_io", 5)
     with pytest.raises(ServiceBusSettingError, match="messages must be >= 1"):
         lab.drain("sb_sync_io", 0)
+
+
+BATCH_APP = APPS / "servicebus_batch_app"
+
+
+def test_a_batch_function_runs_one_batch_at_a_time():
+    """RunBatchReceiveLoopAsync: "only executes functions at a concurrency level of 1",
+    up to maxMessageBatchSize messages; maxConcurrentCalls does not apply."""
+    with ServiceBusLab(BATCH_APP, upstream_delay_ms=0) as batch_lab:
+        result = batch_lab.drain("orders_batch", 30, max_message_batch_size=10)
+    assert result.many and result.summary.errors == 0
+    assert result.summary.requests == 3  # three invocations of 10
+    assert {len({id(i) for i in m.invocations}) for m in result.messages} == {1}
+    assert result.summary.bottleneck == "one batch at a time"
+    assert result.messages_per_s > 2 * result.summary.throughput_rps
+
+
+def test_one_poison_message_takes_its_batch_to_the_dead_letter_queue():
+    """TriggerAndCompleteMessagesInternal: a failed batch abandons every message in it, so
+    the batch comes back whole and, at the max delivery count, is dead-lettered whole."""
+    with ServiceBusLab(BATCH_APP, upstream_delay_ms=0) as batch_lab:
+        result = batch_lab.drain(
+            "orders_batch", 30, max_message_batch_size=10, bad_messages=1, max_delivery_count=3
+        )
+    dead = [m for m in result.messages if m.dead_lettered]
+    assert len(dead) == 10 and all(m.tries == 3 for m in dead)
+    assert result.in_dead_letter_queue == 10 and result.left_in_queue == 0
+    assert result.summary.requests == 5 and result.summary.errors == 3

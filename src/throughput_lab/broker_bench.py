@@ -21,6 +21,7 @@ OWN_FLAGS = (
     ("--new-batch-threshold", "new_batch_threshold", STORAGE_QUEUE),
     ("--max-concurrent-calls", "max_concurrent_calls", SERVICE_BUS),
     ("--max-concurrent-sessions", "max_concurrent_sessions", SERVICE_BUS),
+    ("--max-message-batch-size", "max_message_batch_size", SERVICE_BUS),
     ("--sessions", "sessions", SERVICE_BUS),
     ("--hot-session-share", "hot_session_share", SERVICE_BUS),
     ("--partitions", "partitions", EVENT_HUBS),
@@ -46,6 +47,11 @@ def add_broker_options(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--max-concurrent-sessions", type=int, help="Service Bus maxConcurrentSessions (8)"
+    )
+    bench.add_argument(
+        "--max-message-batch-size",
+        type=int,
+        help="Service Bus batch functions: maxMessageBatchSize (1000)",
     )
     bench.add_argument(
         "--sessions", type=int, help="session-enabled Service Bus: sessions to spread over (4)"
@@ -104,6 +110,7 @@ def bench_broker(args: argparse.Namespace, processes: int, app: Path, kind: str)
                 threads=args.threads,
                 max_concurrent_calls=args.max_concurrent_calls,
                 max_concurrent_sessions=args.max_concurrent_sessions,
+                max_message_batch_size=args.max_message_batch_size,
                 sessions=args.sessions,
                 hot_share=args.hot_session_share or 0.0,
                 bad_messages=args.bad_messages,

@@ -24,7 +24,7 @@ from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
 from .broker import DEFAULT_MAX_DELIVERY_COUNT, ServiceBusQueue
 from .listener import MessageRecord, ServiceBusListener, ServiceBusOptions, ServiceBusSettingError
-from .message import ServiceBusMessageFields
+from .message import ServiceBusBatchFields, ServiceBusMessageFields
 
 TRIGGER_TYPE = "serviceBusTrigger"
 BAD_MESSAGE = b"this is not JSON"  # the sample functions cannot parse it: they raise
@@ -50,6 +50,7 @@ class ServiceBusResult:
     in_flight_curve: list[tuple[float, int]]
     options: ServiceBusOptions
     sessions: int  # 0: not session-enabled
+    many: bool  # a batch function (cardinality "many"): one invocation per batch
     dead_lettered: int
     retries: int
     left_in_queue: int
@@ -62,7 +63,13 @@ class ServiceBusResult:
 
     @property
     def max_in_flight(self) -> int:
-        return self.options.max_in_flight(self.sessions > 0)
+        return self.options.max_in_flight(self.sessions > 0, self.many)
+
+    @property
+    def messages_per_s(self) -> float:
+        """Messages done per second (for a batch function, not its invocations')."""
+        s = self.summary
+        return len(self.messages) / s.elapsed_s if s.elapsed_s > 0 else 0.0
 
     def order_per_session(self) -> dict[str, bool]:
         """Per session: did its messages start in sequence order (first tries)?"""
@@ -91,6 +98,9 @@ class ServiceBusResult:
             "max_concurrent_calls": self.options.calls,
             "max_concurrent_sessions": self.options.max_concurrent_sessions,
             "sessions": self.sessions,
+            "cardinality": "many" if self.many else "one",
+            "max_message_batch_size": self.options.max_message_batch_size,
+            "messages_per_s": self.messages_per_s,
             "auto_complete_messages": self.options.auto_complete_messages,
             "max_in_flight": self.max_in_flight,
             "in_flight_peak": max((n for _, n in self.in_flight_curve), default=0),
@@ -103,14 +113,19 @@ class ServiceBusResult:
     def line(self) -> str:
         s = self.summary
         held = f"; held back by {s.limited_by}" if s.limited_by else ""
-        cap = (
-            f"{self.sessions} sessions, maxConcurrentSessions "
-            f"{self.options.max_concurrent_sessions}, one message at a time each"
-            if self.sessions
-            else f"maxConcurrentCalls {self.options.calls}"
-        )
+        if self.many:
+            cap = f"one batch at a time, maxMessageBatchSize {self.options.max_message_batch_size}"
+        elif self.sessions:
+            cap = (
+                f"{self.sessions} sessions, maxConcurrentSessions "
+                f"{self.options.max_concurrent_sessions}, one message at a time each"
+            )
+        else:
+            cap = f"maxConcurrentCalls {self.options.calls}"
+        unit = "batches" if self.many else "messages"
+        rate = f"{self.messages_per_s:.1f} messages/s in " if self.many else ""
         return (
-            f"{s.function}: {s.throughput_rps:.1f} ± {s.throughput_error_rps:.1f} messages/s "
+            f"{s.function}: {rate}{s.throughput_rps:.1f} ± {s.throughput_error_rps:.1f} {unit}/s "
             f"(ideal {s.ideal_rps:.1f} ± {s.ideal_error_rps:.1f}, {s.efficiency_text()}; "
             f"limit: {s.bottleneck}{held}) - {len(self.messages)} messages, "
             f"{self.dead_lettered} dead-lettered, {self.retries} retries; {cap} "
@@ -153,10 +168,22 @@ class ServiceBusTrigger:
         return self.messages
 
     @property
+    def many(self) -> bool:
+        return str(self.info.setting("cardinality", "one")).lower() == "many"
+
+    @property
+    def batch(self) -> int:
+        """Messages per invocation: a batch function's are all there when the loop starts."""
+        return min(self.options.max_message_batch_size, self.messages) if self.many else 1
+
+    @property
     def queue_batch(self) -> float:
-        """The listener's bound on messages in progress. With sessions, one at a time per
-        session: the sessions held at once, and no more than the messages over the
-        largest session's share (its messages run one after another)."""
+        """The listener's bound on invocations in progress. A batch function: one. With
+        sessions, one at a time per session: the sessions held at once, and no more than
+        the messages over the largest session's share (its messages run one after
+        another)."""
+        if self.many:
+            return 1
         if not self.sessions:
             return self.options.calls
         held = min(self.sessions, self.options.max_concurrent_sessions)
@@ -165,11 +192,18 @@ class ServiceBusTrigger:
 
     @property
     def bound_name(self) -> str:
+        if self.many:
+            return "one batch at a time"
         return "sessions, one message at a time each" if self.sessions else "maxConcurrentCalls"
 
     @property
     def alone_key(self) -> Hashable:
-        return (self.function, float(self.lab.upstream.delay_ms), code_stamp(self.lab.app))
+        return (
+            self.function,
+            self.batch,
+            float(self.lab.upstream.delay_ms),
+            code_stamp(self.lab.app),
+        )
 
     def session_sizes(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -179,11 +213,12 @@ class ServiceBusTrigger:
         return sizes
 
     async def invoke(self, index: int) -> InvocationRecord:
-        fields = ServiceBusMessageFields(
+        one = ServiceBusMessageFields(
             message_id=f"alone-{index}",
             body=ALONE_BODY,
             session_id="alone" if self.sessions else None,
         )
+        fields = ServiceBusBatchFields([one] * self.batch) if self.many else one
         sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
         return await sender(0)
 
@@ -210,6 +245,7 @@ class ServiceBusTrigger:
             enqueued=self.enqueued,
             on_done=self.on_done,
             on_invocation=record,
+            many=self.many,
         )
         self.listener, self.began = listener, clock()
         try:
@@ -222,7 +258,10 @@ class ServiceBusTrigger:
         if self.cancelled():
             raise DrainStopped("the drain was stopped")
         last = max((m.done for m in listener.messages.values()), default=self.began)
-        invocations = [i for m in listener.messages.values() for i in m.invocations]
+        seen: dict[int, InvocationRecord] = {}  # a batch's invocation is every message's
+        for m in listener.messages.values():
+            seen.update({id(i): i for i in m.invocations})
+        invocations = list(seen.values())
         return invocations, max(last - self.began, 1e-9)
 
     def cancelled(self) -> bool:
@@ -251,6 +290,7 @@ class ServiceBusTrigger:
             in_flight_curve=[(t - self.began, n) for t, n in self.listener.in_flight_curve],
             options=self.options,
             sessions=self.sessions,
+            many=self.many,
             dead_lettered=sum(1 for m in records if m.dead_lettered),
             retries=sum(max(0, m.tries - 1) for m in records),
             left_in_queue=self.entity.active_count,
@@ -271,6 +311,7 @@ class ServiceBusLab(MessagingLab):
         threads: int | None = None,
         max_concurrent_calls: int | None = None,
         max_concurrent_sessions: int | None = None,
+        max_message_batch_size: int | None = None,
         sessions: int | None = None,
         hot_share: float = 0.0,
         bad_messages: int = 0,
@@ -292,6 +333,7 @@ class ServiceBusLab(MessagingLab):
             self.app,
             max_concurrent_calls=max_concurrent_calls,
             max_concurrent_sessions=max_concurrent_sessions,
+            max_message_batch_size=max_message_batch_size,
             auto_complete_messages=auto_complete_messages,
         )
         self.prepare(upstream_delay_ms)
@@ -302,6 +344,11 @@ class ServiceBusLab(MessagingLab):
             raise ServiceBusSettingError(
                 f"function {function!r} is not session-enabled (isSessionsEnabled): "
                 "its messages carry no session"
+            )
+        if sessions_enabled and str(info.setting("cardinality", "one")).lower() == "many":
+            raise ServiceBusSettingError(
+                f"function {function!r} takes batches of a session-enabled queue, which the "
+                "lab does not model (the batch receive loop with sessions)"
             )
         k = (DEFAULT_SESSIONS if sessions is None else sessions) if sessions_enabled else 0
         if sessions_enabled and k < 1:

@@ -23,6 +23,13 @@ bundle 4.x). What this module follows, with its source (Azure/azure-sdk-for-net,
   settle is abandoned when the handler throws); with autoCompleteMessages the processor
   completes it after a success. With autoCompleteMessages false a Python function that
   does not settle the message leaves it locked until the lock expires: it comes back.
+- ``ServiceBusListener.RunBatchReceiveLoopAsync`` (``cardinality="many"``): one loop
+  receives up to ``maxMessageBatchSize`` (default 1000) messages and runs the function on
+  them, "at a concurrency level of 1": one batch at a time per function and instance,
+  maxConcurrentCalls does not apply. After a success every message is completed; after a
+  failure every message is abandoned, whatever autoCompleteMessages says
+  (``TriggerAndCompleteMessagesInternal``). minMessageBatchSize and maxBatchWaitTime are
+  not modelled.
 
 The entity is the in-process ``broker.ServiceBusQueue``; invocations go to the worker
 processes round-robin through the lab's ``Host``, as every trigger's do. The lab's
@@ -45,10 +52,11 @@ from ..host import Host
 from ..invocation import InvocationRecord, clock
 from ..learner_errors import LearnerError
 from .broker import BrokeredMessage, MessageLockLostError, ServiceBusQueue
-from .message import ServiceBusMessageFields
+from .message import ServiceBusBatchFields, ServiceBusMessageFields
 
 DEFAULT_CALLS_PER_CORE = 16  # ServiceBusOptions: Utility.GetProcessorCount() * 16
 DEFAULT_MAX_CONCURRENT_SESSIONS = 8
+DEFAULT_MAX_MESSAGE_BATCH_SIZE = 1000  # ServiceBusOptions.MaxMessageBatchSize
 DEFAULT_SESSION_IDLE_TIMEOUT_S = 60.0  # ServiceBusRetryOptions.TryTimeout
 IDLE_POLL_S = 0.02  # how often an idle pump looks again (the SDK's receive waits instead)
 
@@ -76,6 +84,7 @@ class ServiceBusOptions:
     prefetch_count: int = 0
     auto_complete_messages: bool = True
     session_idle_timeout_s: float = DEFAULT_SESSION_IDLE_TIMEOUT_S
+    max_message_batch_size: int = DEFAULT_MAX_MESSAGE_BATCH_SIZE
     processor_count: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
@@ -89,6 +98,10 @@ class ServiceBusOptions:
             )
         if self.prefetch_count < 0:
             raise ServiceBusSettingError(f"prefetchCount must be >= 0, got {self.prefetch_count}")
+        if self.max_message_batch_size < 1:
+            raise ServiceBusSettingError(
+                f"maxMessageBatchSize must be >= 1, got {self.max_message_batch_size}"
+            )
         if self.session_idle_timeout_s <= 0:
             raise ServiceBusSettingError("sessionIdleTimeout must be over 0")
 
@@ -99,8 +112,10 @@ class ServiceBusOptions:
             return self.max_concurrent_calls
         return DEFAULT_CALLS_PER_CORE * self.processor_count
 
-    def max_in_flight(self, sessions_enabled: bool) -> int:
-        """The most messages of one function in progress at once on one host instance."""
+    def max_in_flight(self, sessions_enabled: bool, many: bool = False) -> int:
+        """The most invocations of one function in progress at once on one host instance."""
+        if many:
+            return 1  # the batch receive loop: one batch at a time
         return self.max_concurrent_sessions if sessions_enabled else self.calls
 
     @classmethod
@@ -114,6 +129,7 @@ class ServiceBusOptions:
                 "maxConcurrentCalls": "max_concurrent_calls",
                 "maxConcurrentSessions": "max_concurrent_sessions",
                 "prefetchCount": "prefetch_count",
+                "maxMessageBatchSize": "max_message_batch_size",
             }
             for key, value in section.items():
                 if key in ints:
@@ -157,9 +173,11 @@ class ServiceBusListener:
         enqueued: dict[str, float] | None = None,
         on_done: Callable[[MessageRecord], None] | None = None,
         on_invocation: Callable[[InvocationRecord], None] | None = None,
+        many: bool = False,
     ) -> None:
         self.host, self.function, self.entity, self.options = host, function, entity, options
         self.on_invocation = on_invocation
+        self.many = many  # cardinality "many": the batch receive loop
         self.sessions = entity.requires_session
         self.enqueued = enqueued if enqueued is not None else {}
         self.on_done = on_done
@@ -174,7 +192,7 @@ class ServiceBusListener:
 
     @property
     def cap(self) -> int:
-        return self.options.max_in_flight(self.sessions)
+        return self.options.max_in_flight(self.sessions, self.many)
 
     def done_count(self) -> int:
         return sum(1 for m in self.messages.values() if m.done)
@@ -182,6 +200,9 @@ class ServiceBusListener:
     async def run(self, expected: int, stopped: Callable[[], bool] = lambda: False) -> None:
         """Dispatch until ``expected`` messages are done (or ``stopped()``), then stop."""
         self._changed = asyncio.Condition()
+        if self.many and not self.sessions:
+            await self._batch_loop(expected, stopped)
+            return
         dispatch = self._accept_sessions if self.sessions else self._receive
         try:
             while self.done_count() < expected and not stopped():
@@ -235,6 +256,31 @@ class ServiceBusListener:
         finally:
             await self._change(-1)
 
+    # -- a batch function: one batch at a time ----------------------------------------------
+
+    async def _batch_loop(self, expected: int, stopped: Callable[[], bool]) -> None:
+        """RunBatchReceiveLoopAsync: receive a batch, run it, settle it, again."""
+        while self.done_count() < expected and not stopped():
+            self._collect_dead_letters()
+            batch = self.entity.receive(self.options.max_message_batch_size)
+            if not batch:
+                await asyncio.sleep(IDLE_POLL_S)
+                continue
+            records = [self._record(m) for m in batch]
+            for record in records:
+                record.tries += 1
+            self._running(+len(batch))
+            try:
+                invocation = await self._invoke_batch(batch)
+            finally:
+                self._running(-len(batch))
+            for record in records:
+                record.invocations.append(invocation)
+            if self.on_invocation is not None:
+                self.on_invocation(invocation)
+            for message, record in zip(batch, records, strict=True):
+                self._settle(message, record, invocation.ok)
+
     # -- with sessions: up to maxConcurrentSessions sessions, one message at a time each ---
 
     def _accept_sessions(self) -> bool:
@@ -287,11 +333,15 @@ class ServiceBusListener:
         record.invocations.append(invocation)
         if self.on_invocation is not None:
             self.on_invocation(invocation)
+        self._settle(message, record, invocation.ok)
+
+    def _settle(self, message: BrokeredMessage, record: MessageRecord, ok: bool) -> None:
+        """Complete after a success (autoCompleteMessages), abandon after a failure."""
         try:
-            if invocation.ok and self.options.auto_complete_messages:
+            if ok and self.options.auto_complete_messages:
                 self.entity.complete(message)
                 record.done = clock()
-            elif not invocation.ok:  # thrown back to the processor, which abandons it
+            elif not ok:  # thrown back to the processor, which abandons it
                 self.entity.abandon(message)
             # else: not settled by the function; the lock expires and it comes back
         except MessageLockLostError as exc:
@@ -320,7 +370,14 @@ class ServiceBusListener:
         self.in_flight_curve.append((clock(), self._processing))
 
     async def _invoke(self, message: BrokeredMessage) -> InvocationRecord:
-        fields = fields_of(message, self.entity)
+        return await self._send(fields_of(message, self.entity))
+
+    async def _invoke_batch(self, batch: list[BrokeredMessage]) -> InvocationRecord:
+        return await self._send(ServiceBusBatchFields([fields_of(m, self.entity) for m in batch]))
+
+    async def _send(
+        self, fields: ServiceBusMessageFields | ServiceBusBatchFields
+    ) -> InvocationRecord:
         dispatched = clock()
         try:
             invocation, _ = await asyncio.wrap_future(self.host.invoke(self.function, fields))

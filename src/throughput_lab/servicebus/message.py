@@ -53,3 +53,17 @@ class ServiceBusMessageFields:
     def encode_return(self, value: Any) -> HttpResponseFields:
         """Success whatever it returned (no output binding): the host completes the message."""
         return HttpResponseFields(200)
+
+
+@dataclass
+class ServiceBusBatchFields:
+    """A batch function's invocation (``cardinality="many"``): the worker's converter
+    (``decode_multiple_messages``) gives the function a list of ServiceBusMessage."""
+
+    messages: list[ServiceBusMessageFields] = field(default_factory=list)
+
+    def to_request(self) -> list[ServiceBusMessage]:
+        return [m.to_request() for m in self.messages]
+
+    def encode_return(self, value: Any) -> HttpResponseFields:
+        return HttpResponseFields(200)
