@@ -152,6 +152,20 @@ def test_a_hot_session_runs_in_order_one_message_at_a_time(lab):
     assert result.summary.throughput_rps < 0.75 * alone_rps, result.line()
 
 
+def test_sessions_beyond_max_concurrent_sessions_wait_out_the_idle_timeout(lab):
+    """ServiceBusOptions.SessionIdleTimeout: a session whose messages are done is held that
+    long before the processor accepts the next; with more sessions than it holds at once,
+    that sets the pace, and the run's line says so."""
+    result = lab.drain(
+        "sb_session_io", 16, sessions=4, max_concurrent_sessions=2,
+        session_idle_timeout_s=1.0, upstream_delay_ms=20,
+    )  # fmt: skip
+    lab.upstream.delay_ms = 100
+    assert result.summary.errors == 0 and all(result.order_per_session().values())
+    assert result.summary.elapsed_s >= 1.0  # the second pair waited for the first's timeout
+    assert "sessionIdleTimeout" in result.summary.limited_by, result.line()
+
+
 def test_a_failing_message_is_dead_lettered_at_max_delivery_count(lab):
     """Dead-letter queues + MessageProcessor: a message whose function raises is abandoned,
     delivered again, and after max delivery count tries moved to the dead-letter queue:

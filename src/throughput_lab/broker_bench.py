@@ -24,6 +24,7 @@ OWN_FLAGS = (
     ("--max-message-batch-size", "max_message_batch_size", SERVICE_BUS),
     ("--sessions", "sessions", SERVICE_BUS),
     ("--hot-session-share", "hot_session_share", SERVICE_BUS),
+    ("--session-idle-timeout", "session_idle_timeout", SERVICE_BUS),
     ("--partitions", "partitions", EVENT_HUBS),
     ("--max-event-batch-size", "max_event_batch_size", EVENT_HUBS),
 )
@@ -60,6 +61,11 @@ def add_broker_options(bench: argparse.ArgumentParser) -> None:
         "--hot-session-share",
         type=_share,
         help="of the messages, the share sent to one session first (0-1, default 0)",
+    )
+    bench.add_argument(
+        "--session-idle-timeout",
+        type=float,
+        help="Service Bus sessionIdleTimeout in seconds (host.json, else 60)",
     )
     bench.add_argument("--partitions", type=int, help="Event Hubs: the event hub's partitions (4)")
     bench.add_argument(
@@ -113,6 +119,7 @@ def bench_broker(args: argparse.Namespace, processes: int, app: Path, kind: str)
                 max_message_batch_size=args.max_message_batch_size,
                 sessions=args.sessions,
                 hot_share=args.hot_session_share or 0.0,
+                session_idle_timeout_s=args.session_idle_timeout,
                 bad_messages=args.bad_messages,
             )
     with EventHubLab(app, **common) as lab:
