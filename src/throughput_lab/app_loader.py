@@ -57,7 +57,15 @@ class FunctionInfo:
     http_output: str = "$return"  # where the HTTP response comes from: return value or an Out
     unsupported: str | None = None  # why the engine cannot call it, e.g. an input binding
     directory: str = ""  # the function's folder, for ``context.function_directory``
-    queue: str | None = None  # a queue trigger's queue name
+    queue: str | None = None  # a storage queue trigger's queue name (queueTrigger only)
+    # The trigger binding's other settings as function.json spells them (e.g. queueName,
+    # isSessionsEnabled, eventHubName, cardinality): what a non-HTTP listener reads.
+    trigger_settings: tuple[tuple[str, Any], ...] = ()
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A trigger setting by its function.json name, case-insensitive (as the host)."""
+        wanted = key.lower()
+        return next((v for k, v in self.trigger_settings if k.lower() == wanted), default)
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -72,6 +80,7 @@ class FunctionInfo:
             "outputs": [list(o) for o in self.outputs],
             "unsupported": self.unsupported,
             "queue": self.queue,
+            "trigger_settings": [list(kv) for kv in self.trigger_settings],
         }
 
     @classmethod
@@ -80,6 +89,7 @@ class FunctionInfo:
         tuples = {
             "methods": tuple(fields.get("methods", ())),
             "outputs": tuple(tuple(o) for o in fields.get("outputs", ())),
+            "trigger_settings": tuple(tuple(kv) for kv in fields.get("trigger_settings", ())),
         }
         return cls(**{**fields, **tuples}, func=None, trigger_param=None)
 
@@ -133,6 +143,25 @@ def _context_param(fn: Callable[..., Any], bound: set[str]) -> str | None:
     return "context" if "context" in params and "context" not in bound else None
 
 
+def _trigger_settings(binding: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A trigger binding's settings (v1: function.json; v2: the decorator's dict form),
+    as plain values that pickle: enums by their value."""
+    settings = []
+    for key, value in binding.items():
+        if key in ("name", "type", "direction"):
+            continue
+        value = getattr(value, "value", value)
+        if isinstance(value, str | int | float | bool) or value is None:
+            settings.append((key, value))
+    return tuple(settings)
+
+
+def _is_queue_trigger(trigger_type: str) -> bool:
+    """Only a storage queue trigger drains a storage queue: a serviceBusTrigger also has a
+    queue name, and runs on the Service Bus listener."""
+    return trigger_type.lower() == "queuetrigger"
+
+
 def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> FunctionInfo:
     trigger = fn.get_trigger()
     user_function = fn.get_user_function()
@@ -151,6 +180,7 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
     )
     inputs = [(b.name, str(b.type)) for b in bindings if _direction(b) != "out"]
     bound = {b.name for b in bindings} | {getattr(trigger, "name", "")}
+    trigger_type = str(getattr(trigger, "type", "") or "")
     return FunctionInfo(
         name=name,
         func=user_function,
@@ -160,11 +190,12 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         route=route,
         methods=methods,
         auth_level=auth,
-        trigger_type=str(getattr(trigger, "type", "") or ""),
+        trigger_type=trigger_type,
         context_param=_context_param(user_function, bound),
         outputs=outputs,
         unsupported=_unsupported_inputs(name, inputs),
-        queue=getattr(trigger, "queue_name", None),
+        queue=getattr(trigger, "queue_name", None) if _is_queue_trigger(trigger_type) else None,
+        trigger_settings=_trigger_settings(trigger.get_dict_repr()) if trigger else (),
     )
 
 
@@ -276,7 +307,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
     if not callable(user_function):
         raise AppLoadError(f"function {name!r}: {script} has no function {entry}()")
     is_http = str(trigger.get("type")).lower() == "httptrigger"
-    is_queue = str(trigger.get("type")).lower() == "queuetrigger"
+    is_queue = _is_queue_trigger(str(trigger.get("type")))
     others = [b for b in bindings if b is not trigger]
     outs = [b for b in others if str(b.get("direction", "")).lower() == "out"]
     http_outs = [b["name"] for b in outs if str(b.get("type")).lower() == "http"]
@@ -305,6 +336,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         unsupported=_unsupported_inputs(name, inputs),
         directory=str(config_file.parent),
         queue=trigger.get("queueName") if is_queue else None,
+        trigger_settings=_trigger_settings(trigger),
     )
 
 

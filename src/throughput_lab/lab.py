@@ -152,6 +152,7 @@ class HttpTrigger:
     duration_s: float | None
     handle: RunHandle
     queue_batch: int | None = None
+    bound_name: str = "listener"  # no listener: queue_batch stays None
 
     async def invoke(self, index: int) -> InvocationRecord:
         # On Python < 3.12 wait_for can swallow a task.cancel() that lands as a result

@@ -10,7 +10,12 @@ every limit the worker model puts on a run, each "so many at once / seconds each
   time each invocation uses there;
 - the CPU: the cores free during the run / CPU seconds each invocation's code needs;
 - a queue trigger's listener (host.json ``extensions.queues``): batchSize +
-  newBatchThreshold messages at once per instance / the time each takes.
+  newBatchThreshold messages at once per instance / the time each takes;
+- a Service Bus listener: maxConcurrentCalls messages at once per instance (with
+  sessions: the sessions held, one message at a time each) / the time each takes;
+- an Event Hubs listener: one invocation at a time per partition, so the partitions /
+  the time one batch takes.
+Each listener's bound carries its own name (``bound_name``), so a run it holds back says so.
 
 What each invocation needs (``Demand``) is measured on invocations run alone, and in the
 run itself where it was lower (a machine is never faster alone than under load by
@@ -119,10 +124,11 @@ class Demand:
         processes: int,
         pool_threads: int | None,
         cores: float,
-        queue_batch: int | None = None,
+        queue_batch: float | None = None,
+        bound_name: str = "queue batch",
     ) -> Ideal:
         """The ideal for this demand: ``pool_threads`` per process for ``def``, else None;
-        ``queue_batch`` the most messages a queue listener runs at once."""
+        ``queue_batch`` the most a trigger's listener runs at once, named ``bound_name``."""
         return ideal_throughput(
             concurrency,
             self.service_s,
@@ -136,6 +142,7 @@ class Demand:
             executor_s=self.executor_s,
             spread=self.spread,
             queue_batch=queue_batch,
+            bound_name=bound_name,
         )
 
 
@@ -160,7 +167,8 @@ def ideal_throughput(
     executor_threads: int | None = None,
     executor_s: float = 0.0,
     spread: float = 0.0,
-    queue_batch: int | None = None,
+    queue_batch: float | None = None,
+    bound_name: str = "queue batch",
 ) -> Ideal:
     """The least of every limit on C in flight (see the module's docstring).
 
@@ -179,7 +187,7 @@ def ideal_throughput(
     if cores and cpu_s > 0:
         bounds["CPU cores"] = cores / cpu_s
     if queue_batch is not None:
-        bounds["queue batch"] = queue_batch / service_s
+        bounds[bound_name] = queue_batch / service_s
     bottleneck = min(bounds, key=lambda k: bounds[k])
     rps = bounds[bottleneck]
     return Ideal(rps, bottleneck, bounds, rps * spread)
