@@ -60,7 +60,10 @@ class FunctionInfo:
     http_output: str = "$return"  # where the HTTP response comes from: return value or an Out
     unsupported: str | None = None  # why the engine cannot call it, e.g. an input binding
     directory: str = ""  # the function's folder, for ``context.function_directory``
-    queue: str | None = None  # a queue trigger's queue name, %SETTING% resolved
+    queue: str | None = None  # a storage queue trigger's queue name (queueTrigger only)
+    # The trigger binding's other settings as function.json spells them (e.g. queueName,
+    # isSessionsEnabled, eventHubName, cardinality): what a non-HTTP listener reads.
+    trigger_settings: tuple[tuple[str, Any], ...] = ()
     # The host's "function is in error" (a route conflict, an unresolvable %SETTING%): the
     # host does not register it, so no request reaches it.
     error: str | None = None
@@ -72,6 +75,11 @@ class FunctionInfo:
     blob_path: str | None = None
     blob_source: str | None = None
     blob_bindings: tuple[tuple[str, str, str], ...] = ()
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A trigger setting by its function.json name, case-insensitive (as the host)."""
+        wanted = key.lower()
+        return next((v for k, v in self.trigger_settings if k.lower() == wanted), default)
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -91,6 +99,7 @@ class FunctionInfo:
             "blob_path": self.blob_path,
             "blob_source": self.blob_source,
             "blob_bindings": [list(b) for b in self.blob_bindings],
+            "trigger_settings": [list(kv) for kv in self.trigger_settings],
         }
 
     @classmethod
@@ -100,6 +109,7 @@ class FunctionInfo:
             "methods": tuple(fields.get("methods", ())),
             "outputs": tuple(tuple(o) for o in fields.get("outputs", ())),
             "blob_bindings": tuple(tuple(b) for b in fields.get("blob_bindings", ())),
+            "trigger_settings": tuple(tuple(kv) for kv in fields.get("trigger_settings", ())),
         }
         return cls(**{**fields, **tuples}, func=None, trigger_param=None)
 
@@ -153,6 +163,25 @@ def _context_param(fn: Callable[..., Any], bound: set[str]) -> str | None:
     return "context" if "context" in params and "context" not in bound else None
 
 
+def _trigger_settings(binding: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A trigger binding's settings (v1: function.json; v2: the decorator's dict form),
+    as plain values that pickle: enums by their value."""
+    settings = []
+    for key, value in binding.items():
+        if key in ("name", "type", "direction"):
+            continue
+        value = getattr(value, "value", value)
+        if isinstance(value, str | int | float | bool) or value is None:
+            settings.append((key, value))
+    return tuple(settings)
+
+
+def _is_queue_trigger(trigger_type: str) -> bool:
+    """Only a storage queue trigger drains a storage queue: a serviceBusTrigger also has a
+    queue name, and runs on the Service Bus listener."""
+    return trigger_type.lower() == "queuetrigger"
+
+
 def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> FunctionInfo:
     trigger = fn.get_trigger()
     user_function = fn.get_user_function()
@@ -182,6 +211,7 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         if _direction(b) != "out" and not (is_blob and str(b.type) == "blob")
     ]
     bound = {b.name for b in bindings} | {getattr(trigger, "name", "")}
+    trigger_type = str(getattr(trigger, "type", "") or "")
     info = FunctionInfo(
         name=name,
         func=user_function,
@@ -191,11 +221,13 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         route=route,
         methods=methods,
         auth_level=auth,
-        trigger_type=str(getattr(trigger, "type", "") or ""),
+        trigger_type=trigger_type,
         context_param=_context_param(user_function, bound),
         outputs=outputs,
         unsupported=_unsupported_inputs(name, inputs),
         blob_bindings=blobs,
+        queue=getattr(trigger, "queue_name", None) if _is_queue_trigger(trigger_type) else None,
+        trigger_settings=_trigger_settings(trigger.get_dict_repr()) if trigger else (),
     )
     if is_blob:
         source = getattr(trigger, "source", None)
@@ -205,7 +237,8 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
             blob_source=str(getattr(source, "value", source) or BLOB_SOURCE_DEFAULT),
         )
     dicts = [b.get_dict_repr() for b in fn.get_bindings() if hasattr(b, "get_dict_repr")]
-    return with_trigger_settings(info, getattr(trigger, "queue_name", None), _text_values(dicts))
+    queue = getattr(trigger, "queue_name", None) if _is_queue_trigger(trigger_type) else None
+    return with_trigger_settings(info, queue, _text_values(dicts))
 
 
 def index_app(app: func.FunctionRegister) -> dict[str, FunctionInfo]:
@@ -306,6 +339,10 @@ def with_trigger_settings(
             queue=None if queue_name is None else resolve(str(queue_name)),
             blob_path=None if info.blob_path is None else resolve(info.blob_path),
             blob_bindings=tuple((n, d, resolve(p)) for n, d, p in info.blob_bindings),
+            # e.g. a Service Bus trigger's queueName: what its listener reads, resolved
+            trigger_settings=tuple(
+                (k, resolve(v) if isinstance(v, str) else v) for k, v in info.trigger_settings
+            ),
         )
     except UnresolvedSettingError as exc:
         queue = None if queue_name is None else str(queue_name)
@@ -359,7 +396,7 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         user_function, load_error = None, f"Worker failed to load function: '{name}': {exc}"
     bindings = config.get("bindings") or []
     is_http = str(trigger.get("type")).lower() == "httptrigger"
-    is_queue = str(trigger.get("type")).lower() == "queuetrigger"
+    is_queue = _is_queue_trigger(str(trigger.get("type")))
     is_blob = str(trigger.get("type")).lower() == "blobtrigger"
     others = [b for b in bindings if b is not trigger]
     blobs = tuple(
@@ -402,6 +439,8 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         blob_path=str(trigger.get("path", "")) if is_blob else None,
         blob_source=str(trigger.get("source") or BLOB_SOURCE_DEFAULT) if is_blob else None,
         blob_bindings=blobs,
+        queue=trigger.get("queueName") if is_queue else None,
+        trigger_settings=_trigger_settings(trigger),
     )
     queue = trigger.get("queueName") if is_queue else None
     return with_trigger_settings(info, queue, _text_values(bindings))

@@ -31,6 +31,14 @@ from .app_settings import (
     check_threads_flag,
     processes_from_setting,
 )
+from .broker_bench import (
+    STORAGE_QUEUE,
+    add_broker_options,
+    bench_broker,
+    check_flags,
+    refuse_for_tune,
+    trigger_of,
+)
 from .host import Host
 from .lab import ALONE_SAME, DEFAULT_TIMEOUT_S, Lab, alone_note, find_app, function_timeout_s
 from .local_settings import LocalSettingsError, app_environment
@@ -269,9 +277,12 @@ def _load_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_queue_options(bench: argparse.ArgumentParser) -> None:
-    """``bench --messages N`` drains a queue for a queue-triggered function."""
+    """``bench --messages N`` drains a queue (storage, Service Bus) or an event hub."""
     bench.add_argument(
-        "--messages", type=int, help="queue-triggered function: messages to enqueue and drain"
+        "--messages",
+        type=int,
+        help="queue-, Service Bus- or Event Hubs-triggered function: messages (events) to "
+        "send and drain",
     )
     bench.add_argument("--batch-size", type=int, help="batchSize (default: host.json, else 16)")
     bench.add_argument(
@@ -282,6 +293,7 @@ def add_queue_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--bad-messages", type=int, default=0, help="of the messages, how many fail (poison)"
     )
+    add_broker_options(bench)
     bench.add_argument(
         "--blobs",
         type=_positive_int,
@@ -451,11 +463,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
         print(json.dumps(drained.as_dict()) if args.json else drained.line())
         return 0
-    if args.messages is not None:  # a queue-triggered function: drain a queue
+    if args.messages is not None:  # a broker's trigger: drain its queue or event hub
         if not args.function:
-            raise UsageError("bench --messages needs --function NAME (a queue-triggered function)")
+            raise UsageError(
+                "bench --messages needs --function NAME (a queue-, Service Bus- or "
+                "Event Hubs-triggered function)"
+            )
+        if args.messages < 1:
+            raise UsageError(f"--messages must be >= 1, got {args.messages}")
         app = _app(args.app)
-        result = bench_queue(args, _processes(args.processes, app), app)
+        processes = _processes(args.processes, app)
+        kind = trigger_of(app, args.function)
+        check_flags(args, kind)
+        if kind == STORAGE_QUEUE:
+            result = bench_queue(args, processes, app)
+        else:
+            result = bench_broker(args, processes, app, kind)
         print(json.dumps(result.as_dict()) if args.json else result.line())
         return 0
     if not args.function and not args.path:
@@ -567,6 +590,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
     app = _app(args.app)
+    if args.function:
+        refuse_for_tune(app, args.function)
     _note_alone(args, max(args.processes or [1]))
     with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
         result = tune(

@@ -188,6 +188,7 @@ class HttpTrigger:
     queue_batch: int | None = None
     send_alone: Callable[[int], Awaitable[InvocationRecord]] | None = None  # another request
     times_alone: bool = True  # False: no warm-up, no time alone (--alone none)
+    bound_name: str = "listener"  # no listener: queue_batch stays None
 
     async def invoke(self, index: int) -> InvocationRecord:
         # On Python < 3.12 wait_for can swallow a task.cancel() that lands as a result

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from .broker_bench import drained_hint
 from .host import SIGNAL_SLICE_S, Host, WorkerDiedError
 from .http_streaming import client_session, forward
 from .invocation import HttpResponseFields, InvocationRecord, clock
@@ -181,7 +182,9 @@ def function_lines(host: Host, base: str) -> list[str]:
             methods = ",".join(info["methods"])
             lines.append(f"  {name}: [{methods}] {base}{router.path_template(info['route'])}")
         else:
-            lines.append(f"  {name}: {info.get('trigger_type') or 'not HTTP'} (not run here)")
+            kind = info.get("trigger_type") or "not HTTP"
+            hint = drained_hint(kind, name) or "not run here"
+            lines.append(f"  {name}: {kind} ({hint})")
         if info.get("load_error") or info.get("unsupported"):
             lines.append(f"    warning: {info.get('load_error') or info['unsupported']}")
     return lines

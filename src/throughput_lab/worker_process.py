@@ -48,6 +48,20 @@ from .invocation_logs import capture_logs
 from .worker import Worker
 
 
+def _involuntary_switches() -> int:
+    """Context switches the OS forced on this process so far, all its threads summed.
+
+    getrusage(RUSAGE_SELF) sums every thread (the pool's too); /proc/PID/status, which
+    psutil reads, counts the main thread only.
+    """
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
+    except ImportError:  # Windows: not reported
+        return 0
+
+
 def _memory() -> tuple[int, int]:
     """Resident memory now and at its peak, in bytes (0 where the OS does not say)."""
     rss = peak = 0
@@ -80,7 +94,9 @@ class Session:
             {Invoke: self.on_invoke, StatsRequest: self.on_stats, Stop: self.on_stop}
         )
 
-    def ready(self, functions: dict[str, FunctionInfo], http_uri: str = "") -> Ready:
+    def ready(
+        self, functions: dict[str, FunctionInfo], app_load_s: float = 0.0, http_uri: str = ""
+    ) -> Ready:
         return Ready(
             pid=os.getpid(),
             threads=self.worker.threads,
@@ -88,6 +104,7 @@ class Session:
             python=self.python,
             event_loop=self.event_loop,
             http_uri=http_uri,
+            app_load_s=app_load_s,
         )
 
     def on_invoke(self, message: Invoke) -> None:
@@ -117,6 +134,7 @@ class Session:
                 rss_bytes=rss,
                 peak_rss_bytes=peak,
                 threads=threading.active_count(),
+                involuntary_switches=_involuntary_switches(),
                 python=self.python,
                 event_loop=self.event_loop,
             )
@@ -152,6 +170,7 @@ async def serve(
     timeout_s: float | None,
     app_settings: Mapping[str, str] = os.environ,
     http_streaming: bool = False,
+    app_load_s: float = 0.0,
 ) -> None:
     """Run invocations from ``conn`` until the host says stop or goes away.
 
@@ -167,7 +186,7 @@ async def serve(
         coordinator = HttpCoordinator()
         http_uri = await start_web_server(base, coordinator)
         worker.streaming = (base, coordinator)
-    conn.send(session.ready(functions, http_uri))
+    conn.send(session.ready(functions, app_load_s, http_uri))
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
         loop.add_reader(conn.fileno(), session.receive_ready)
@@ -302,14 +321,18 @@ def main(argv: list[str] | None = None) -> None:
     watch_host(stdin)
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
     conn.send(Hello(os.getpid()))
+    began = time.perf_counter()
     try:
-        functions = load_app(args.app)
+        functions = load_app(args.app)  # the app's imports: a cold start's share the app owns
     except AppLoadError as exc:
         conn.send(LoadError(str(exc)))
         conn.close()
         os._exit(0)
     try:
-        run_worker_loop(serve(conn, functions, args.timeout, http_streaming=True))
+        loaded_s = time.perf_counter() - began
+        run_worker_loop(
+            serve(conn, functions, args.timeout, app_load_s=loaded_s, http_streaming=True)
+        )
     except SystemExit as exc:
         exit_for(exc)
     # Stopped, or the channel closed (the host may be gone: no one else would end the group).

@@ -143,6 +143,7 @@ class BlobTrigger:
     handle: RunHandle
     written: int = 0
     scans: int = 0
+    bound_name: str = "maxDegreeOfParallelism"  # the bound it adds to the ideal, by name
     _service: Any = field(default=None, repr=False)
 
     @property

@@ -162,6 +162,10 @@ class QueueTrigger:
         return self.options.max_in_flight
 
     @property
+    def bound_name(self) -> str:
+        return "queue batch"
+
+    @property
     def alone_key(self) -> Hashable:
         # What decides the time alone, as for HTTP: the handler, the upstream's delay, and
         # the app's code (an edited app is timed anew). Not the host: its settings do not.
