@@ -3,7 +3,6 @@ Allen-Cunneen approximation for M/G/c (Erlang C's wait scaled by (1 + cs^2) / 2)
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 
