@@ -69,6 +69,8 @@ class ScaleResult:
     elapsed_s: float
     series: list[Sample] = field(default_factory=list)
     quantiles_ms: dict[str, float] = field(default_factory=dict)
+    failed: int = 0  # live: requests whose instance died under them
+    startups_s: list[float] = field(default_factory=list)  # live: each instance's, measured
 
     def latency_ms(self, q: float) -> float:
         key = f"p{q:g}"
@@ -88,6 +90,20 @@ class ScaleResult:
     def instances_mean(self) -> float:
         return self.instance_seconds / self.elapsed_s if self.elapsed_s else 0.0
 
+    def line(self) -> str:
+        """One line: the load, the instances, the latencies, what failed, the cost."""
+        t, r = self.traffic, self.rules
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (
+            f"{t.shape} to {t.peak_rps:g} req/s for {t.duration_s:g} s ({self.model}): "
+            f"up to {self.instances_max} instances (mean {self.instances_mean:.1f}, "
+            f"{self.cold_starts} cold starts, {self.instance_seconds:,.0f} instance-seconds); "
+            f"p50 {self.latency_ms(50):.0f} ms, p95 {self.latency_ms(95):.0f}, "
+            f"p99 {self.latency_ms(99):.0f}; {self.rejected} rejected{failed}; service "
+            f"{1e3 * self.service.mean(r.per_instance_concurrency):.0f} ms at "
+            f"{r.per_instance_concurrency} per instance"
+        )
+
     def summary(self) -> dict[str, Any]:
         """The CLI's JSON (docs/cli.md, ``scale``)."""
         return {
@@ -106,6 +122,7 @@ class ScaleResult:
             "p95_ms": round(self.latency_ms(95), 1),
             "p99_ms": round(self.latency_ms(99), 1),
             "rejected": self.rejected,
+            "failed": self.failed,
             "cold_starts": self.cold_starts,
             "instance_seconds": round(self.instance_seconds, 1),
             "service_ms": round(1e3 * self.service.mean(self.rules.per_instance_concurrency), 2),

@@ -1,0 +1,98 @@
+"""``ScaleLab``: calibrate a function in the engine, then scale it out, simulated or live.
+
+The engine (``lab.Lab``, the one measured run) measures the function on one instance at
+each per-instance concurrency; the simulation draws its service times from those
+measurements, and starts an instance after the start-up this machine measured (workers
+started, app imported) plus the platform's allocation delay (an assumption). ``live``
+runs the same controller over real host instances (``live``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..lab import Lab
+from .controller import ALLOCATION_S, ScaleRules
+from .service import ServiceTimes, calibrate
+from .simulation import ScaleResult, simulate_requests
+from .traffic import Traffic
+
+CALIBRATE_S = 1.0  # seconds of closed-loop load per calibrated concurrency
+
+
+class ScaleLab:
+    """One function of an app, calibrated once per setting and scaled out on demand."""
+
+    def __init__(
+        self,
+        app: str | Path | None = None,
+        *,
+        upstream_delay_ms: float = 100.0,
+        processes: int = 1,
+        threads: int | None = None,
+        allocation_s: float = ALLOCATION_S,
+    ) -> None:
+        self.engine = Lab(app, upstream_delay_ms=upstream_delay_ms)
+        self.app = self.engine.app
+        self.upstream_delay_ms = upstream_delay_ms
+        self.processes, self.threads = processes, threads
+        self.allocation_s = allocation_s
+        self._service: dict[tuple[Any, ...], ServiceTimes] = {}
+
+    def __enter__(self) -> ScaleLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def service(
+        self,
+        function: str | None,
+        per_instance_concurrency: int,
+        *,
+        seconds_per_level: float = CALIBRATE_S,
+        **request: Any,
+    ) -> ServiceTimes:
+        """The function's service times at each concurrency up to the per-instance one,
+        measured in the engine (cached for the same function, request and concurrency)."""
+        key = (function, per_instance_concurrency, repr(sorted(request.items())))
+        if key not in self._service:
+            self._service[key] = calibrate(
+                self.engine,
+                function,
+                per_instance_concurrency,
+                seconds_per_level=seconds_per_level,
+                processes=self.processes,
+                threads=self.threads,
+                upstream_delay_ms=self.upstream_delay_ms,
+                **request,
+            )
+        return self._service[key]
+
+    def measured_startup_s(self) -> float:
+        """How long this machine took to start one instance's host: workers started and the
+        app imported (the calibration's host)."""
+        return self.engine.host(self.processes, self.threads).startup_s
+
+    def rules(self, startup_s: float | None = None, **settings: Any) -> ScaleRules:
+        """The controller's settings; start-up defaults to measured + allocation."""
+        if startup_s is None:
+            startup_s = self.measured_startup_s() + self.allocation_s
+        return ScaleRules(startup_s=startup_s, **settings)
+
+    def simulate(
+        self,
+        function: str | None,
+        traffic: Traffic,
+        rules: ScaleRules,
+        *,
+        seed: int = 1,
+        sample_s: float | None = None,
+        **request: Any,
+    ) -> ScaleResult:
+        service = self.service(function, rules.per_instance_concurrency, **request)
+        return simulate_requests(rules, traffic, service, seed=seed, sample_s=sample_s)
