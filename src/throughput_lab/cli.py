@@ -660,7 +660,12 @@ def cmd_scale(args: argparse.Namespace) -> int:
         }
         if args.live:
             result = lab.live(
-                args.function, traffic, startup_s=args.startup_s, **settings, **request
+                args.function,
+                traffic,
+                startup_s=args.startup_s,
+                seed=args.seed,
+                path=request["path"],
+                **settings,
             )
         else:
             rules = lab.rules(args.startup_s, **settings)

@@ -9,13 +9,15 @@ runs the same controller over real host instances (``live``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..lab import Lab
 from .controller import ALLOCATION_S, ScaleRules
+from .live import LiveScaleOut, run_in_thread
 from .service import ServiceTimes, calibrate
-from .simulation import ScaleResult, simulate_requests
+from .simulation import Sample, ScaleResult, simulate_requests
 from .traffic import Traffic
 
 CALIBRATE_S = 1.0  # seconds of closed-loop load per calibrated concurrency
@@ -83,6 +85,36 @@ class ScaleLab:
         if startup_s is None:
             startup_s = self.measured_startup_s() + self.allocation_s
         return ScaleRules(startup_s=startup_s, **settings)
+
+    def live(
+        self,
+        function: str | None,
+        traffic: Traffic,
+        *,
+        startup_s: float | None = None,
+        seed: int = 1,
+        faults: dict[float, int] | None = None,
+        on_sample: Callable[[Sample], None] | None = None,
+        path: str | None = None,
+        **settings: Any,
+    ) -> ScaleResult:
+        """Real instances of the app on this machine (see ``live``). ``startup_s`` here is
+        the allocation delay added before each instance starts (default ALLOCATION_S);
+        the start-up itself is measured. Settings as ``ScaleRules``."""
+        rules = ScaleRules(startup_s=0.0, **settings)
+        service = self.service(function, rules.per_instance_concurrency, path=path)
+        scale_out = LiveScaleOut(
+            self.app,
+            rules,
+            service,
+            path or f"/api/{function}",
+            processes=self.processes,
+            threads=self.threads,
+            upstream_delay_ms=self.upstream_delay_ms,
+            allocation_s=self.allocation_s if startup_s is None else startup_s,
+            on_sample=on_sample,
+        )
+        return run_in_thread(scale_out, traffic, seed=seed, faults=faults)
 
     def simulate(
         self,
