@@ -14,8 +14,9 @@ Documented:
   on-demand instances").
 - Queues, target-based scaling: desired = ceil(queue length / target executions per
   instance). Learn's table names batchSize as the target; the extension's code divides by
-  batchSize + newBatchThreshold (azure-sdk-for-net, ``QueueTargetScaler.
-  GetScaleResultInternal``; its tests: 160 messages at 8 + 8 give 10 instances). The code
+  batchSize + newBatchThreshold (azure-sdk-for-net, Storage.Common's
+  ``src/Shared/Queues/QueueTargetScaler.cs``, ``GetScaleResultInternal``; its tests in
+  ``QueueTargetScalerTests.cs``: 160 messages at 8 + 8 give 10 instances). The code
   wins. Target-based scaling adds at most four instances per decision (Learn,
   "Target-based scaling": it "allows for scale up of four instances at a time").
 - Decision interval: "For HTTP triggers, new instances are allocated, at most, once per
