@@ -25,7 +25,7 @@ class FrontEnd:
         self.timeout_s = timeout_s
         self.free: deque[Any] = deque()  # one entry per free slot
         self.waiters: deque[tuple[float, asyncio.Future[Any]]] = deque()
-        self.busy = 0
+        self.busy = self.busy_peak = 0
 
     @property
     def waiting(self) -> int:
@@ -69,6 +69,7 @@ class FrontEnd:
     def _take(self, instance: Any) -> Any:
         instance.busy += 1
         self.busy += 1
+        self.busy_peak = max(self.busy_peak, self.busy)
         return instance
 
     def release(self, instance: Any) -> None:

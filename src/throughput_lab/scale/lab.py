@@ -13,9 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..invocation import InvocationRecord
 from ..lab import Lab
+from ..run import RunHandle, wait_or_cancel
+from ..upstream import Upstream
 from .controller import ALLOCATION_S, ScaleRules
-from .live import LiveScaleOut, run_in_thread
+from .live import LiveScaleOut, start_in_thread
 from .service import ServiceTimes, calibrate
 from .simulation import Sample, ScaleResult, simulate_requests
 from .traffic import Traffic
@@ -40,7 +43,8 @@ class ScaleLab:
         self.upstream_delay_ms = upstream_delay_ms
         self.processes, self.threads = processes, threads
         self.allocation_s = allocation_s
-        self._service: dict[tuple[Any, ...], ServiceTimes] = {}
+        # Records measured at each concurrency, by function and request: each level once.
+        self._measured: dict[tuple[Any, ...], dict[int, list[InvocationRecord]]] = {}
 
     def __enter__(self) -> ScaleLab:
         return self
@@ -60,20 +64,24 @@ class ScaleLab:
         **request: Any,
     ) -> ServiceTimes:
         """The function's service times at each concurrency up to the per-instance one,
-        measured in the engine (cached for the same function, request and concurrency)."""
-        key = (function, per_instance_concurrency, repr(sorted(request.items())))
-        if key not in self._service:
-            self._service[key] = calibrate(
-                self.engine,
-                function,
-                per_instance_concurrency,
-                seconds_per_level=seconds_per_level,
-                processes=self.processes,
-                threads=self.threads,
-                upstream_delay_ms=self.upstream_delay_ms,
-                **request,
-            )
-        return self._service[key]
+        measured in the engine (each concurrency once for the same function and request)."""
+        key = (function, self.upstream_delay_ms, repr(sorted(request.items())))
+        return calibrate(
+            self.engine,
+            function,
+            per_instance_concurrency,
+            seconds_per_level=seconds_per_level,
+            measured=self._measured.setdefault(key, {}),
+            processes=self.processes,
+            threads=self.threads,
+            upstream_delay_ms=self.upstream_delay_ms,
+            **request,
+        )
+
+    @property
+    def upstream(self) -> Upstream:
+        """The engine's upstream (an exercise counts its calls)."""
+        return self.engine.upstream
 
     def measured_startup_s(self) -> float:
         """How long this machine took to start one instance's host: workers started and the
@@ -86,7 +94,11 @@ class ScaleLab:
             startup_s = self.measured_startup_s() + self.allocation_s
         return ScaleRules(startup_s=startup_s, **settings)
 
-    def live(
+    def live(self, function: str | None, traffic: Traffic, **options: Any) -> ScaleResult:
+        """Real instances of the app on this machine, and wait (see ``start_live``)."""
+        return wait_or_cancel(self.start_live(function, traffic, **options), lambda: None)
+
+    def start_live(
         self,
         function: str | None,
         traffic: Traffic,
@@ -97,8 +109,9 @@ class ScaleLab:
         on_sample: Callable[[Sample], None] | None = None,
         path: str | None = None,
         **settings: Any,
-    ) -> ScaleResult:
-        """Real instances of the app on this machine (see ``live``). ``startup_s`` here is
+    ) -> RunHandle:
+        """Begin a live scale-out on a thread; the handle's ``cancel()`` stops it and every
+        instance. Real instances of the app on this machine (see ``live``). ``startup_s`` is
         the allocation delay added before each instance starts (default ALLOCATION_S);
         the start-up itself is measured. Settings as ``ScaleRules``."""
         rules = ScaleRules(startup_s=0.0, **settings)
@@ -114,7 +127,7 @@ class ScaleLab:
             allocation_s=self.allocation_s if startup_s is None else startup_s,
             on_sample=on_sample,
         )
-        return run_in_thread(scale_out, traffic, seed=seed, faults=faults)
+        return start_in_thread(scale_out, traffic, seed=seed, faults=faults)
 
     def simulate(
         self,

@@ -316,14 +316,15 @@ class LiveScaleOut:
             0.0,
             elapsed,
             self.series,
+            busy_peak=self.front.busy_peak,
             failed=self.failed,
             startups_s=list(self.startups),
         )
 
 
-def run_in_thread(scale_out: LiveScaleOut, traffic: Traffic, **options: Any) -> ScaleResult:
-    """Run on a thread of its own with its own loop (a notebook's loop is already running);
-    Ctrl-C here cancels it, which stops every instance before it re-raises."""
+def start_in_thread(scale_out: LiveScaleOut, traffic: Traffic, **options: Any) -> RunHandle:
+    """Begin the run on a thread of its own with its own loop (a notebook's loop is already
+    running); its handle's ``cancel()`` stops it, and every instance with it."""
     handle = RunHandle(None)
 
     async def go() -> ScaleResult:
@@ -331,4 +332,9 @@ def run_in_thread(scale_out: LiveScaleOut, traffic: Traffic, **options: Any) -> 
         return await scale_out.run(traffic, **options)
 
     start_on_thread(handle, go, handle.future.set_exception)
-    return wait_or_cancel(handle, lambda: None)
+    return handle
+
+
+def run_in_thread(scale_out: LiveScaleOut, traffic: Traffic, **options: Any) -> ScaleResult:
+    """Run and wait; Ctrl-C cancels it, which stops every instance before it re-raises."""
+    return wait_or_cancel(start_in_thread(scale_out, traffic, **options), lambda: None)

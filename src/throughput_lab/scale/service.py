@@ -90,12 +90,18 @@ def calibrate(
     per_instance_concurrency: int,
     *,
     seconds_per_level: float = 1.0,
+    measured: dict[int, list[InvocationRecord]] | None = None,
     **run_options: Any,
 ) -> ServiceTimes:
     """Measure ``function`` with ``lab`` (a ``Lab``) at each level up to the per-instance
-    concurrency: a short closed-loop run each, its records' latencies kept."""
-    by_level: dict[int, list[InvocationRecord]] = {}
-    for level in calibration_levels(per_instance_concurrency):
-        result = lab.run(function, concurrency=level, duration_s=seconds_per_level, **run_options)
-        by_level[level] = result.records
-    return ServiceTimes.from_records(by_level)
+    concurrency: a short closed-loop run each, its records' latencies kept. ``measured``
+    holds levels measured before (and gains the new ones): each is measured once."""
+    by_level = measured if measured is not None else {}
+    levels = calibration_levels(per_instance_concurrency)
+    for level in levels:
+        if level not in by_level:
+            result = lab.run(
+                function, concurrency=level, duration_s=seconds_per_level, **run_options
+            )
+            by_level[level] = result.records
+    return ServiceTimes.from_records({level: by_level[level] for level in levels})

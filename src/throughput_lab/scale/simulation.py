@@ -69,6 +69,7 @@ class ScaleResult:
     elapsed_s: float
     series: list[Sample] = field(default_factory=list)
     quantiles_ms: dict[str, float] = field(default_factory=dict)
+    busy_peak: int = 0  # most requests being served at once: what a downstream service sees
     failed: int = 0  # live: requests whose instance died under them
     startups_s: list[float] = field(default_factory=list)  # live: each instance's, measured
 
@@ -123,6 +124,7 @@ class ScaleResult:
             "p99_ms": round(self.latency_ms(99), 1),
             "rejected": self.rejected,
             "failed": self.failed,
+            "busy_peak": self.busy_peak,
             "cold_starts": self.cold_starts,
             "instance_seconds": round(self.instance_seconds, 1),
             "service_ms": round(1e3 * self.service.mean(self.rules.per_instance_concurrency), 2),
@@ -150,7 +152,7 @@ class _Model:
         self.instances: list[_Instance] = []
         self.free: deque[_Instance] = deque()  # one entry per free slot
         self.waiting: deque[float] = deque()  # arrival times, oldest first
-        self.busy = 0
+        self.busy = self.busy_peak = 0
         self.latencies: list[float] = []
         self.window: list[float] = []
         self.wait_sum = 0.0
@@ -227,6 +229,7 @@ class _Model:
         self._account()
         inst.busy += 1
         self.busy += 1
+        self.busy_peak = max(self.busy_peak, self.busy)
         self.wait_sum += now - arrived
         done = self.env.timeout(self.service.sample(inst.busy, self.rng))
         done.callbacks.append(lambda _: self._finish(inst, arrived))
@@ -328,4 +331,5 @@ def simulate_requests(
         model.in_flight_area / traffic.duration_s,
         traffic.duration_s,
         model.series,
+        busy_peak=model.busy_peak,
     )
