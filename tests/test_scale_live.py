@@ -7,16 +7,23 @@ sample after warm-up, p95 within 25 %.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from conftest import session_processes, wait_gone
 
+from throughput_lab import locust_export
+from throughput_lab.load import closed_loop, url_sender
+from throughput_lab.locust_export import locust_installed
+from throughput_lab.scale.controller import ScaleRules
 from throughput_lab.scale.lab import ScaleLab
+from throughput_lab.scale.live import LiveScaleOut
 from throughput_lab.scale.simulation import simulate_requests
 from throughput_lab.scale.traffic import Traffic
 
@@ -94,3 +101,48 @@ def test_ctrl_c_stops_every_instance(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert not wait_gone(serve_processes, before)
+
+
+@pytest.mark.skipif(not locust_installed(), reason="Locust is not installed (the load extra)")
+def test_distributed_locust_against_the_live_scale_out_agrees_with_the_engine(
+    lab: ScaleLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Locust's master and two workers on loopback, and the engine's own closed loop, at the
+    same users and at the same time against the router: the same throughput within 10 %.
+
+    sync_io waits 200 ms on its upstream, so both measure the instances' waiting, not their
+    own CPU; running together, whatever else this machine does slows both alike."""
+    users, seconds = 6, 10
+    lab.upstream_delay_ms = 200.0
+    rules = ScaleRules(
+        per_instance_concurrency=4, max_instances=1, always_ready=3, scale_in_after_s=60
+    )
+    scale_out = LiveScaleOut(
+        lab.app, rules, lab.service("sync_io", 1), "/api/sync_io", threads=8,
+        upstream_delay_ms=200.0,
+    )  # fmt: skip
+    plan = locust_export.scenario("http://127.0.0.1/api/sync_io", users=users)
+    locustfile, _ = locust_export.write_load_test(plan, tmp_path)
+
+    async def both(url: str) -> tuple[locust_export.LocustStats, float]:
+        base = url.split("/api/")[0]
+        swarm = asyncio.to_thread(
+            locust_export.run_locust_distributed, locustfile, base, users, seconds,
+            tmp_path / "stats", 2,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as session:
+            # Longer than Locust's window, which begins once its workers have connected.
+            engine = closed_loop(url_sender(session, url, {}), users, duration_s=seconds + 8)
+            stats, (records, elapsed) = await asyncio.gather(swarm, engine)
+        ok = sum(1 for r in records if r.ok)
+        return stats, ok / elapsed
+
+    (stats, engine_rps), _ = asyncio.run(scale_out.serve(both, seconds + 8))
+    with capsys.disabled():
+        print(
+            f"\n[scale locust] distributed Locust {stats.throughput_rps:.1f} req/s, the engine "
+            f"{engine_rps:.1f} req/s, {users} users each (x{stats.throughput_rps / engine_rps:.3f})"
+        )
+    assert not session_processes(lambda cmd: any("locust" in part for part in cmd))
+    assert stats.failures == 0 and stats.requests > 0
+    assert stats.throughput_rps == pytest.approx(engine_rps, rel=0.10)

@@ -25,10 +25,10 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -45,6 +45,7 @@ from .simulation import Sample, ScaleResult, sample_interval
 from .traffic import Traffic
 
 START_TIMEOUT_S = 60.0
+T = TypeVar("T")
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -248,6 +249,22 @@ class LiveScaleOut:
         """Start the always-ready instances, run the traffic, stop every instance.
 
         ``faults`` maps seconds into the run to the instance index to SIGKILL then."""
+
+        async def load(url: str) -> None:
+            await self._load(traffic, url, seed)
+
+        _, elapsed = await self.serve(load, traffic.duration_s, faults)
+        return self._result(traffic, elapsed)
+
+    async def serve(
+        self,
+        load: Callable[[str], Awaitable[T]],
+        duration_s: float,
+        faults: dict[float, int] | None = None,
+    ) -> tuple[T, float]:
+        """The router, the always-ready instances and the controller, while ``load(url)``
+        (the function's URL at the router) runs; then every instance stops. Another load
+        generator (Locust) can be the load. Returns its result and the seconds it took."""
         self._loop = asyncio.get_running_loop()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
@@ -262,14 +279,13 @@ class LiveScaleOut:
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             await asyncio.gather(*(self._spawn(cold=False) for _ in range(self.rules.always_ready)))
             began = self._last = clock()
-            every = sample_interval(traffic.duration_s)
             background = [
                 asyncio.create_task(self._decide(began)),
-                asyncio.create_task(self._sample(began, min(every, 1.0))),
+                asyncio.create_task(self._sample(began, min(sample_interval(duration_s), 1.0))),
                 *(self._fault(at, index) for at, index in (faults or {}).items()),
             ]
             try:
-                await self._load(traffic, f"http://127.0.0.1:{port}{self.path}", seed)
+                result = await load(f"http://127.0.0.1:{port}{self.path}")
             finally:
                 for task in background:
                     task.cancel()
@@ -279,7 +295,7 @@ class LiveScaleOut:
             await self._stop_all()
             await self._session.close()
             await runner.cleanup()
-        return self._result(traffic, elapsed)
+        return result, elapsed
 
     def _fault(self, at_s: float, index: int) -> asyncio.Task[None]:
         async def later() -> None:
