@@ -26,6 +26,7 @@ class FrontEnd:
         self.free: deque[Any] = deque()  # one entry per free slot
         self.waiters: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.busy = self.busy_peak = 0
+        self.closed = False
 
     @property
     def waiting(self) -> int:
@@ -52,8 +53,20 @@ class FrontEnd:
         instance.gone = True
         self.free = deque(i for i in self.free if i is not instance)
 
+    def close(self) -> None:
+        """Stopping: every waiting request (and any later) gets no instance, at once."""
+        self.closed = True
+        while self.waiters:
+            _, future = self.waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+        self.free.clear()
+
     async def acquire(self) -> Any:
-        """A slot's instance, or None once the request waited ``timeout_s``."""
+        """A slot's instance, or None once the request waited ``timeout_s`` (or at once
+        when the front end is closed)."""
+        if self.closed:
+            return None
         if self.free:
             return self._take(self.free.popleft())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -78,7 +91,7 @@ class FrontEnd:
         self._freed(instance)
 
     def _freed(self, instance: Any) -> None:
-        if instance.gone:
+        if instance.gone or self.closed:
             return
         while self.waiters:
             _, future = self.waiters.popleft()

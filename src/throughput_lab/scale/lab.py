@@ -9,16 +9,17 @@ runs the same controller over real host instances (``live``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..invocation import InvocationRecord
 from ..lab import Lab
-from ..run import RunHandle, wait_or_cancel
+from ..run import RunHandle, start_on_thread, wait_or_cancel
 from ..upstream import Upstream
 from .controller import ALLOCATION_S, ScaleRules
-from .live import LiveScaleOut, start_in_thread
+from .live import LiveScaleOut
 from .service import ServiceTimes, calibrate
 from .simulation import Sample, ScaleResult, simulate_requests
 from .traffic import Traffic
@@ -45,6 +46,7 @@ class ScaleLab:
         self.allocation_s = allocation_s
         # Records measured at each concurrency, by function and request: each level once.
         self._measured: dict[tuple[Any, ...], dict[int, list[InvocationRecord]]] = {}
+        self._startup_s: float | None = None
 
     def __enter__(self) -> ScaleLab:
         return self
@@ -65,18 +67,27 @@ class ScaleLab:
     ) -> ServiceTimes:
         """The function's service times at each concurrency up to the per-instance one,
         measured in the engine (each concurrency once for the same function and request)."""
-        key = (function, self.upstream_delay_ms, repr(sorted(request.items())))
-        return calibrate(
+        given = {k: v for k, v in request.items() if v not in (None, b"", "", {})}
+        key = (function, self.upstream_delay_ms, repr(sorted(given.items())))
+        measured = self._measured.setdefault(key, {})
+        levels = set(measured)
+        service = calibrate(
             self.engine,
             function,
             per_instance_concurrency,
             seconds_per_level=seconds_per_level,
-            measured=self._measured.setdefault(key, {}),
+            measured=measured,
             processes=self.processes,
             threads=self.threads,
             upstream_delay_ms=self.upstream_delay_ms,
             **request,
         )
+        if set(measured) != levels:  # the engine ran: keep its start-up, stop its workers
+            self._startup_s = (
+                self._startup_s or self.engine.host(self.processes, self.threads).startup_s
+            )
+            self.engine.close()
+        return service
 
     @property
     def upstream(self) -> Upstream:
@@ -85,8 +96,11 @@ class ScaleLab:
 
     def measured_startup_s(self) -> float:
         """How long this machine took to start one instance's host: workers started and the
-        app imported (the calibration's host)."""
-        return self.engine.host(self.processes, self.threads).startup_s
+        app imported (the first calibration's host; measured now if none ran yet)."""
+        if self._startup_s is None:
+            self._startup_s = self.engine.host(self.processes, self.threads).startup_s
+            self.engine.close()
+        return self._startup_s
 
     def rules(self, startup_s: float | None = None, **settings: Any) -> ScaleRules:
         """The controller's settings; start-up defaults to measured + allocation."""
@@ -115,19 +129,32 @@ class ScaleLab:
         the allocation delay added before each instance starts (default ALLOCATION_S);
         the start-up itself is measured. Settings as ``ScaleRules``."""
         rules = ScaleRules(startup_s=0.0, **settings)
-        service = self.service(function, rules.per_instance_concurrency, path=path)
-        scale_out = LiveScaleOut(
-            self.app,
-            rules,
-            service,
-            path or f"/api/{function}",
-            processes=self.processes,
-            threads=self.threads,
-            upstream_delay_ms=self.upstream_delay_ms,
-            allocation_s=self.allocation_s if startup_s is None else startup_s,
-            on_sample=on_sample,
-        )
-        return start_in_thread(scale_out, traffic, seed=seed, faults=faults)
+        request = {"path": path} if path else {}
+        handle = RunHandle(None)
+
+        async def go() -> ScaleResult:
+            handle.attach()
+            # The calibration (engine runs, if this concurrency was not measured yet) runs
+            # here, off the caller's thread: a Stop meanwhile ends the run before it starts.
+            service = await asyncio.to_thread(
+                self.service, function, rules.per_instance_concurrency, **request
+            )
+            handle.check()
+            scale_out = LiveScaleOut(
+                self.app,
+                rules,
+                service,
+                path or f"/api/{function}",
+                processes=self.processes,
+                threads=self.threads,
+                upstream_delay_ms=self.upstream_delay_ms,
+                allocation_s=self.allocation_s if startup_s is None else startup_s,
+                on_sample=on_sample,
+            )
+            return await scale_out.run(traffic, seed=seed, faults=faults)
+
+        start_on_thread(handle, go, handle.future.set_exception)
+        return handle
 
     def simulate(
         self,

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +36,6 @@ from aiohttp import web
 
 from ..invocation import clock
 from ..metrics import percentile
-from ..run import RunHandle, start_on_thread, wait_or_cancel
 from ..served import start_serve
 from ..supervisor import SupervisedProcess, answers, free_port
 from .controller import Controller, ScaleRules, http_desired
@@ -47,6 +47,7 @@ from .traffic import Traffic
 START_TIMEOUT_S = 60.0
 T = TypeVar("T")
 REQUEST_TIMEOUT_S = 60.0
+STOP_GRACE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -93,6 +94,10 @@ class LiveScaleOut:
         self.area = 0.0
         self._last = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Threads are made as needed: one per instance starting or stopping at most.
+        self._threads = ThreadPoolExecutor(
+            2 * self.rules.most_instances + 4, thread_name_prefix="instance"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()  # instances starting
         self._retiring: set[asyncio.Task[Any]] = set()  # instances stopping (never cancelled)
         self._count = 0
@@ -138,7 +143,7 @@ class LiveScaleOut:
             late = f"instance {inst.index} did not start within {START_TIMEOUT_S:g} s"
             return process.wait_ready(lambda: answers(inst.port, 0.5), START_TIMEOUT_S, late)
 
-        if not await asyncio.to_thread(boot) or inst.gone:
+        if not await self._in_thread(boot) or inst.gone:
             return
         inst.startup_s = clock() - began
         self.startups.append(inst.startup_s)
@@ -160,7 +165,7 @@ class LiveScaleOut:
         if inst in self.instances:
             self.instances.remove(inst)
         if inst.process is not None:
-            await asyncio.to_thread(inst.process.stop)
+            await self._in_thread(inst.process.stop)
 
     def kill(self, index: int) -> None:
         """SIGKILL instance ``index``'s host (its workers end with it): a fault to recover from."""
@@ -270,7 +275,10 @@ class LiveScaleOut:
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=0),
         )
-        runner = web.AppRunner(web.Application(), access_log=None, handle_signals=False)
+        # Stopping waits at most STOP_GRACE_S for the router's requests still being answered.
+        runner = web.AppRunner(
+            web.Application(), access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S
+        )
         runner.app.router.add_route("*", "/{tail:.*}", self._route)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
@@ -295,25 +303,37 @@ class LiveScaleOut:
             await self._stop_all()
             await self._session.close()
             await runner.cleanup()
+            await asyncio.get_running_loop().run_in_executor(None, self._threads.shutdown)
         return result, elapsed
 
     def _fault(self, at_s: float, index: int) -> asyncio.Task[None]:
         async def later() -> None:
             await asyncio.sleep(at_s)
-            await asyncio.to_thread(self.kill, index)
+            await self._in_thread(lambda: self.kill(index))
 
         return asyncio.create_task(later())
 
     async def _stop_all(self) -> None:
+        self.front.close()  # requests still waiting are answered now, not after their timeout
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._retiring, return_exceptions=True)
         every = [*self.instances]
         for inst in every:
             inst.stopping = True
-        stops = [asyncio.to_thread(i.process.stop) for i in every if i.process is not None]
+        # One still starting has served nothing: end it at once (its workers end themselves
+        # when their host is gone), so a Stop does not wait for its start.
+        for inst in every:
+            if inst.process is not None and not inst.ready:
+                inst.process.kill("stopped while starting")
+        stops = [self._in_thread(i.process.stop) for i in every if i.process is not None]
         await asyncio.gather(*stops, return_exceptions=True)
         self.instances.clear()
+
+    def _in_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """``work`` on the instances' own threads: starts that wait for a port never keep a
+        stop waiting for a thread (the loop's default executor has only a few)."""
+        return asyncio.get_running_loop().run_in_executor(self._threads, work)
 
     def _result(self, traffic: Traffic, elapsed: float) -> ScaleResult:
         mean_startup = sum(self.startups) / len(self.startups) if self.startups else 0.0
@@ -336,21 +356,3 @@ class LiveScaleOut:
             failed=self.failed,
             startups_s=list(self.startups),
         )
-
-
-def start_in_thread(scale_out: LiveScaleOut, traffic: Traffic, **options: Any) -> RunHandle:
-    """Begin the run on a thread of its own with its own loop (a notebook's loop is already
-    running); its handle's ``cancel()`` stops it, and every instance with it."""
-    handle = RunHandle(None)
-
-    async def go() -> ScaleResult:
-        handle.attach()
-        return await scale_out.run(traffic, **options)
-
-    start_on_thread(handle, go, handle.future.set_exception)
-    return handle
-
-
-def run_in_thread(scale_out: LiveScaleOut, traffic: Traffic, **options: Any) -> ScaleResult:
-    """Run and wait; Ctrl-C cancels it, which stops every instance before it re-raises."""
-    return wait_or_cancel(start_in_thread(scale_out, traffic, **options), lambda: None)
