@@ -81,6 +81,7 @@ class LiveScaleOut:
     allocation_s: float = 1.0
     on_sample: Callable[[Sample], None] | None = None
     instances: list[LiveInstance] = field(default_factory=list)
+    draining: list[LiveInstance] = field(default_factory=list)  # scaled in, finishing
     series: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -106,7 +107,7 @@ class LiveScaleOut:
 
     def _account(self) -> None:
         now = clock()
-        self.area += len(self.instances) * (now - self._last)
+        self.area += (len(self.instances) + len(self.draining)) * (now - self._last)
         self._last = now
 
     def _spawn(self, cold: bool) -> asyncio.Task[None]:
@@ -159,13 +160,21 @@ class LiveScaleOut:
         self.instances.remove(inst)
 
     async def _retire(self, inst: LiveInstance) -> None:
+        """Out of the rotation at once; stopped once it has answered what it holds."""
         self._account()
         inst.stopping = True
         self.front.remove(inst)
         if inst in self.instances:
             self.instances.remove(inst)
-        if inst.process is not None:
-            await self._in_thread(inst.process.stop)
+        self.draining.append(inst)
+        try:
+            while inst.busy and not self.front.closed:  # a Stop does not wait for them
+                await asyncio.sleep(0.05)
+            if inst.process is not None:
+                await self._in_thread(inst.process.stop)
+        finally:
+            self._account()
+            self.draining.remove(inst)
 
     def kill(self, index: int) -> None:
         """SIGKILL instance ``index``'s host (its workers end with it): a fault to recover from."""
@@ -183,8 +192,8 @@ class LiveScaleOut:
             for _ in range(target - current):
                 self._spawn(cold=True)
             if target < current:
-                idle = [i for i in self.instances if i.ready and i.busy == 0]
-                for inst in idle[: current - target]:
+                ready = sorted((i for i in self.instances if i.ready), key=lambda i: i.busy)
+                for inst in ready[: current - target]:
                     retire = asyncio.create_task(self._retire(inst))
                     self._retiring.add(retire)
                     retire.add_done_callback(self._retiring.discard)
@@ -195,7 +204,7 @@ class LiveScaleOut:
             await asyncio.sleep(every_s)
             sample = Sample(
                 clock() - began,
-                len(self.instances),
+                len(self.instances) + len(self.draining),
                 sum(1 for i in self.instances if i.ready),
                 self.front.in_flight,
                 self.front.waiting,

@@ -153,6 +153,7 @@ class _Model:
         self.free: deque[_Instance] = deque()  # one entry per free slot
         self.waiting: deque[float] = deque()  # arrival times, oldest first
         self.busy = self.busy_peak = 0
+        self.draining = 0  # instances out of the rotation, finishing what they hold
         self.latencies: list[float] = []
         self.window: list[float] = []
         self.wait_sum = 0.0
@@ -167,7 +168,7 @@ class _Model:
 
     def _account(self) -> None:
         now = self.env.now
-        self.area += len(self.instances) * (now - self.last_change)
+        self.area += (len(self.instances) + self.draining) * (now - self.last_change)
         self.in_flight_area += (len(self.waiting) + self.busy) * (now - self.last_flight)
         self.last_change = self.last_flight = now
 
@@ -195,16 +196,19 @@ class _Model:
             inst.ready = True
             self._open(inst)
 
-    def _remove_idle(self, count: int) -> None:
-        idle = [i for i in self.instances if i.ready and i.busy == 0][:count]
-        if not idle:
+    def _drain(self, count: int) -> None:
+        """Take ``count`` serving instances, the least busy first, out of the rotation: they
+        get no new request, finish what they hold and go (they are billed until then)."""
+        ready = sorted((i for i in self.instances if i.ready), key=lambda i: i.busy)[:count]
+        if not ready:
             return
         self._account()
-        gone = set(map(id, idle))
-        for inst in idle:
+        gone = set(map(id, ready))
+        for inst in ready:
             inst.removed = True
         self.instances = [i for i in self.instances if id(i) not in gone]
         self.free = deque(i for i in self.free if id(i) not in gone)
+        self.draining += sum(1 for i in ready if i.busy)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -244,6 +248,11 @@ class _Model:
         self._slot_freed(inst)
 
     def _slot_freed(self, inst: _Instance) -> None:
+        if inst.removed:  # draining: its last request gone, it goes
+            if inst.busy == 0:
+                self._account()
+                self.draining -= 1
+            return
         self._expire()
         if self.waiting:
             self._account()
@@ -268,7 +277,7 @@ class _Model:
             for _ in range(target - current):
                 self._start_instance()
             if target < current:
-                self._remove_idle(current - target)
+                self._drain(current - target)
             yield self.env.timeout(self.rules.decision_s)
 
     def samples(self, every_s: float) -> Any:
@@ -279,7 +288,7 @@ class _Model:
             self.series.append(
                 Sample(
                     self.env.now,
-                    len(self.instances),
+                    len(self.instances) + self.draining,
                     sum(1 for i in self.instances if i.ready),
                     len(self.waiting) + self.busy,
                     len(self.waiting),
