@@ -233,6 +233,9 @@ class LiveScaleOut:
                 return web.Response(status=answer.status, body=body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             self.failed += 1
+            lost = isinstance(exc, (aiohttp.ClientConnectionError, OSError))
+            if lost and not inst.gone:  # as a front end's health check would: no more to it
+                self.front.remove(inst)
             return web.Response(status=502, text=f"instance {inst.index} failed: {exc}\n")
         finally:
             self.front.release(inst)
