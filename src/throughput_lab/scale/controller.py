@@ -28,7 +28,7 @@ Assumed (the platform does not say; each is a field of ``ScaleRules``):
 
 - HTTP adds as many instances per decision as it needs (``max_added``: None).
 - Scale-in: an instance is removed only once no decision in the last ``scale_in_after_s``
-  wanted it, and only when it is idle (it drains first).
+  wanted it; it drains first (no new requests; it stops once it has answered its own).
 - The front end holds a request that finds no free slot until one frees, and rejects it
   (as a 429) after ``queue_timeout_s``.
 - A new instance serves after ``startup_s``: the platform's allocation (``allocation_s``)
