@@ -91,7 +91,7 @@ class LiveScaleOut:
         self._window: list[float] = []
         self.rejected = self.failed = self.cold_starts = self.died = 0
         self._window_rejected = 0
-        self.startups: list[float] = []
+        self.startups: list[float] = []  # cold starts only: always-ready ones start unloaded
         self.area = 0.0
         self._last = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,12 +116,12 @@ class LiveScaleOut:
         self._count += 1
         self.instances.append(inst)
         self.cold_starts += cold
-        task = asyncio.create_task(self._start(inst, self.allocation_s if cold else 0.0))
+        task = asyncio.create_task(self._start(inst, self.allocation_s if cold else 0.0, cold))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start(self, inst: LiveInstance, allocation_s: float) -> None:
+    async def _start(self, inst: LiveInstance, allocation_s: float, cold: bool) -> None:
         await asyncio.sleep(allocation_s)
         if inst.gone:
             return
@@ -147,7 +147,8 @@ class LiveScaleOut:
         if not await self._in_thread(boot) or inst.gone:
             return
         inst.startup_s = clock() - began
-        self.startups.append(inst.startup_s)
+        if cold:
+            self.startups.append(inst.startup_s)
         inst.ready = True
         self.front.add(inst)
 
