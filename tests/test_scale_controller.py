@@ -50,7 +50,8 @@ def test_max_instances_caps_on_demand_and_always_ready_is_the_floor() -> None:
 
 
 def test_target_based_scaling_adds_at_most_four_per_decision_every_30_s() -> None:
-    rules = ScaleRules.for_queue(max_instances=100)
+    rules = ScaleRules.for_queue(batch_size=8, new_batch_threshold=8, max_instances=100)
+    assert rules.per_instance_concurrency == 16
     assert rules.decision_s == QUEUE_DECISION_S == 30.0
     c = Controller(rules)
     assert c.decide(0.0, 0, 10) == 4

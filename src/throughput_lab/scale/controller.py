@@ -53,6 +53,7 @@ TARGET_BASED_MAX_ADDED = 4
 ALLOCATION_S = 1.0  # the platform finding and assigning an instance
 SCALE_IN_AFTER_S = 60.0
 QUEUE_TIMEOUT_S = 30.0
+NEVER_S = 1e9  # a queue's messages wait (their time to live is days)
 
 
 def http_desired(in_flight: int, per_instance_concurrency: int) -> int:
@@ -88,8 +89,11 @@ class ScaleRules:
     startup_s: float = ALLOCATION_S
     scale_in_after_s: float = SCALE_IN_AFTER_S
     queue_timeout_s: float = QUEUE_TIMEOUT_S
+    trigger: str = "http"  # "queue": desired from the queue's length as the extension reads it
 
     def __post_init__(self) -> None:
+        if self.trigger not in ("http", "queue"):
+            raise ValueError(f"trigger must be http or queue, got {self.trigger!r}")
         if self.per_instance_concurrency < 1:
             raise ValueError(
                 f"per-instance concurrency must be >= 1, got {self.per_instance_concurrency}"
@@ -111,11 +115,18 @@ class ScaleRules:
                 raise ValueError(f"{name} must be a number >= 0 (decision_s > 0), got {value}")
 
     @classmethod
-    def for_queue(cls, **overrides: object) -> ScaleRules:
-        """Target-based scaling's settings: a decision every 30 s, at most 4 added."""
+    def for_queue(
+        cls, batch_size: int = 16, new_batch_threshold: int = 8, **overrides: object
+    ) -> ScaleRules:
+        """Target-based scaling of a Storage queue trigger: each instance runs up to
+        batchSize + newBatchThreshold messages, a decision every 30 s adds at most 4, and
+        messages wait in the queue (no front end rejects them)."""
         settings: dict[str, object] = {
+            "trigger": "queue",
+            "per_instance_concurrency": batch_size + new_batch_threshold,
             "decision_s": QUEUE_DECISION_S,
             "max_added": TARGET_BASED_MAX_ADDED,
+            "queue_timeout_s": NEVER_S,
         }
         settings.update(overrides)
         return cls(**settings)  # type: ignore[arg-type]

@@ -270,8 +270,19 @@ class _Model:
     def decisions(self) -> Any:
         while True:
             self._expire()
-            in_flight = len(self.waiting) + self.busy
-            desired = http_desired(in_flight, self.rules.per_instance_concurrency)
+            if self.rules.trigger == "queue":
+                # QueueTargetScaler: ceil(length / (batchSize + newBatchThreshold)), which is
+                # the instance's concurrency here (ScaleRules.for_queue). The length is the
+                # queue's approximate count, messages in progress (invisible) included
+                # (QueueMetricsProvider). It reports 0 when no message can be peeked; the
+                # model leaves that out: its listeners take a message the moment a slot
+                # frees, where the extension's wait for their next poll, so a peek finds one.
+                length = len(self.waiting) + self.busy
+                desired = http_desired(length, self.rules.per_instance_concurrency)
+            else:
+                desired = http_desired(
+                    len(self.waiting) + self.busy, self.rules.per_instance_concurrency
+                )
             current = len(self.instances)
             target = self.controller.decide(self.env.now, current, desired)
             for _ in range(target - current):
