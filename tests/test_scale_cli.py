@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from throughput_lab.scale.lab import ScaleLab
+
 SAMPLE_APP = os.path.join(os.path.dirname(__file__), "..", "sample_functions")
 SCALE_KEYS = {
     "instances_max",
@@ -68,3 +70,22 @@ def test_bad_values_exit_2_with_one_line(args: list[str], says: str) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], done.stderr
+
+
+def test_exercise_12_fails_at_the_start_and_passes_with_its_solution(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    notebooks = os.path.join(os.path.dirname(__file__), "..", "notebooks")
+    sys.path.insert(0, notebooks)
+    try:
+        from exercise_12_scale import ex12
+    finally:
+        sys.path.pop(0)
+    with ScaleLab(SAMPLE_APP, threads=16) as lab:
+        exercise = ex12(lab)
+        exercise.check(dict(per_instance_concurrency=1, max_instances=100))  # the default
+        assert exercise.passed is False
+        exercise.check(dict(per_instance_concurrency=8, max_instances=8))  # too little at peak
+        assert exercise.passed is False
+        exercise.check(exercise.solution_answer())
+        assert exercise.passed, capsys.readouterr().out
