@@ -24,7 +24,7 @@ from .service import ServiceTimes, calibrate
 from .simulation import Sample, ScaleResult, simulate_requests
 from .traffic import Traffic
 
-CALIBRATE_S = 1.0  # seconds of closed-loop load per calibrated concurrency
+CALIBRATE_S = 2.0  # seconds of closed-loop load per calibrated concurrency
 
 
 class ScaleLab:
