@@ -57,7 +57,7 @@ def test_live_scale_out_matches_the_simulation(lab: ScaleLab) -> None:
     )  # fmt: skip
     # The same controller, traffic (same seed) and calibration; start-up as measured live.
     sim = simulate_requests(live.rules, traffic, live.service, seed=1, sample_s=0.5)
-    assert live.failed == 0 and live.rejected == 0
+    assert live.failed == 0 and live.rejected == 0, live.errors
     assert live.cold_starts == 6 and live.instances_max == 7
     warm = live.rules.startup_s + 1.0
     pairs = [(a, b) for a, b in zip(live.series, sim.series, strict=False) if a.t_s > warm]

@@ -91,6 +91,7 @@ class LiveScaleOut:
         self._window: list[float] = []
         self.rejected = self.failed = self.cold_starts = self.died = 0
         self._window_rejected = 0
+        self.errors: list[str] = []  # the first few failures, as the router saw them
         self.startups: list[float] = []  # cold starts only: always-ready ones start unloaded
         self.area = 0.0
         self._last = 0.0
@@ -234,6 +235,8 @@ class LiveScaleOut:
                 return web.Response(status=answer.status, body=body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             self.failed += 1
+            if len(self.errors) < 5:
+                self.errors.append(f"instance {inst.index}: {type(exc).__name__}: {exc}")
             lost = isinstance(exc, (aiohttp.ClientConnectionError, OSError))
             if lost and not inst.gone:  # as a front end's health check would: no more to it
                 self.front.remove(inst)
@@ -368,4 +371,5 @@ class LiveScaleOut:
             busy_peak=self.front.busy_peak,
             failed=self.failed,
             startups_s=list(self.startups),
+            errors=list(self.errors),
         )

@@ -71,7 +71,8 @@ class ScaleResult:
     quantiles_ms: dict[str, float] = field(default_factory=dict)
     busy_peak: int = 0  # most requests being served at once: what a downstream service sees
     failed: int = 0  # live: requests whose instance died under them
-    startups_s: list[float] = field(default_factory=list)  # live: each instance's, measured
+    startups_s: list[float] = field(default_factory=list)  # live: each cold start, measured
+    errors: list[str] = field(default_factory=list)  # live: the first failures' reasons
 
     def latency_ms(self, q: float) -> float:
         key = f"p{q:g}"
