@@ -312,6 +312,22 @@ class _Model:
             self.window, self.window_rejected = [], 0
 
 
+def instances_apart(
+    live: ScaleResult, sim: ScaleResult, after_s: float, slack_s: float
+) -> list[tuple[float, int]]:
+    """The live samples after ``after_s`` whose instance count is more than one away from
+    every simulated count within ``slack_s`` of it (a decision interval: the two runs
+    decide once a second, each on its own clock). Each as (time, live count)."""
+    apart = []
+    for a in live.series:
+        if a.t_s <= after_s:
+            continue
+        near = [b.instances for b in sim.series if abs(b.t_s - a.t_s) <= slack_s]
+        if near and all(abs(a.instances - n) > 1 for n in near):
+            apart.append((round(a.t_s, 1), a.instances))
+    return apart
+
+
 def sample_interval(duration_s: float, points: int = 300) -> float:
     """A round sampling interval giving at most about ``points`` samples."""
     for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600):
