@@ -9,11 +9,16 @@
 #   make binder     the mybinder.org link for this checkout, from its git remote (book/binder.py)
 #
 # Options: make lab PYTHON=python3.13 PORT=8890    make test PYTEST_ARGS="-k environment"
+#          make test PYTEST_WORKERS=   (one process, in order: a failure's output read more easily)
 
 PYTHON ?= python3
 PORT ?= 8888
 NOTEBOOK ?= notebooks/00_start_here.ipynb
 PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist), each taking a whole test file at a time: the notebooks
+# run one after another on one worker while the other runs the rest. The timing checks are
+# ratios built to hold with another program busy (README: "How the tests keep to time").
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 VENV ?= .venv
 # The versions CI tests: the last azure-functions 1.x Python it defaults to, and the 3.13+ worker.
 CI_PYTHONS ?= python3.11 python3.13
@@ -73,16 +78,23 @@ same_python = @if [ "$(origin PYTHON)" = "command line" ]; then \
 	[ "$$want" = "$$have" ] || { echo "make: $(VENV) runs Python $$have, not $(PYTHON) ($$want)." \
 		"Start over with make clean, or keep both: VENV=.venv-$${want%.*}" >&2; exit 1; }; fi
 
+# Quiet where nothing is wrong: open a browser only where Python finds one (a container or an
+# SSH session has none, and JupyterLab would warn "No web browser found"), and no language
+# server scan (the workbook uses none; jupyter_lsp would list every one it did not find).
+OPEN_BROWSER = $(shell '$(PYTHON_EXE)' -c 'import webbrowser; webbrowser.get()' >/dev/null 2>&1 \
+	&& echo True || echo False)
+
 lab: $(VENV)/.installed-lab azurite-if-node
 	$(same_python)
 	$(VPY) -m jupyter lab --ip=127.0.0.1 --port=$(PORT) $(ALLOW_ROOT) \
+		--ServerApp.open_browser=$(OPEN_BROWSER) --LanguageServerManager.autodetect=False \
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 test: $(VENV)/.installed-test $(AZURITE)
 	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m ruff format --check $(LINT_PATHS)
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
 # Every version runs even when one fails, so CI shows both results. Tests marked `once`

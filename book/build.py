@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from traitlets.config import Config
 
 from binder import Home, find_home
 
@@ -63,6 +64,23 @@ def fresh_copy(path: Path) -> Path | None:
     return copy if meta.get("source_sha256") == source_hash(path) else None
 
 
+def kernel_transport() -> Config:
+    """The kernel talks to this process over local IPC sockets, not TCP: ipykernel warns
+    "Kernel is running over TCP without encryption" for every TCP kernel (kernelapp.py).
+
+    The sockets' paths are absolute (the kernel runs from notebooks/, not from here), under
+    Jupyter's runtime folder; jupyter_client numbers them past any that exist. Windows has
+    no IPC transport in ZeroMQ: TCP there, on loopback as always.
+    """
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    if os.name == "nt":
+        return Config()
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(parents=True, exist_ok=True)
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(runtime / "book-kernel")}})
+
+
 def execute(path: Path) -> Path:
     """Run All, headless, as tests/test_notebooks.py does; save the result with its hash."""
     from nbclient import NotebookClient
@@ -74,6 +92,7 @@ def execute(path: Path) -> Path:
         timeout=CELL_TIMEOUT_S,
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+        config=kernel_transport(),
     ).execute()
     nb.metadata["throughput_lab"] = {"source_sha256": hashlib.sha256(source).hexdigest()}
     EXECUTED_DIR.mkdir(parents=True, exist_ok=True)

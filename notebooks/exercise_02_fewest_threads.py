@@ -17,7 +17,7 @@ import azure.functions as func
 import requests
 
 from throughput_lab import Lab, RunResult
-from throughput_lab.checks import Criterion, Evidence, Exercise, digits, near, no_errors
+from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors, sizing
 
 TARGET_RPS = 40
 USERS = 32  # requests in flight: more than the target needs, so copying it wastes threads
@@ -43,37 +43,28 @@ def thread_s(e: Evidence) -> float:
     return threads / rps if rps > 0 else math.inf
 
 
-def carries(target: float, tolerance: float = 0.9) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str, bool]:
-        rps, threads = pool_rps(e), e.summary.threads or 0
-        return (
-            rps >= tolerance * target,
-            f"{threads} thread(s) / {thread_s(e):.3f} s on a thread each = {rps:.1f} req/s "
-            f"(measured here {e.summary.throughput_rps:.1f} req/s)",
-            near(rps, tolerance * target),
-        )
-
-    return Criterion(
-        f"the pool carries {target:g} req/s (less {1 - tolerance:.0%} for noise)",
-        test,
-        "with fewer threads, requests queue for one and throughput stays threads / time each",
-    )
+def per_thread(e: Evidence) -> float:
+    """What one thread carries: 1 / seconds a request held it (0 with no pool)."""
+    threads = e.summary.threads or 0
+    return pool_rps(e) / threads if threads else 0.0
 
 
-def not_wasteful(target: float, spare: float = 1.25) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str]:
-        rps, threads = pool_rps(e), e.summary.threads or 0
-        busy = target * thread_s(e)  # threads busy at the target rate, by Little's law
-        # Say how far over the target the pool is, not how many threads would do.
-        return (
-            threads <= spare * busy + 1,
-            f"{threads} thread(s) allow {rps:.0f} req/s, {digits(rps / target, spare)}x the target",
-        )
-
-    return Criterion(
-        f"no more threads than {target:g} req/s keeps busy (with {spare - 1:.0%} and one spare)",
-        test,
-        "a thread beyond the need sits idle at the target rate and still costs memory",
+def sizing_criteria(target: float) -> list[Criterion]:
+    """The pool carries the target, with no more threads than it keeps busy."""
+    return sizing(
+        target,
+        unit="thread",
+        count=lambda e: e.summary.threads or 0,
+        each_rps=per_thread,
+        measured=lambda e: (
+            f"{thread_s(e):.3f} s on a thread each: one thread carries {per_thread(e):.2f} "
+            f"req/s (measured here {e.summary.throughput_rps:.1f} req/s in all)"
+        ),
+        tolerance=0.9,
+        spare=1.25,
+        too_few="with fewer threads, requests queue for one and throughput stays threads / "
+        "time each",
+        too_many="a thread beyond the need sits idle at the target rate and still costs memory",
     )
 
 
@@ -94,7 +85,7 @@ def ex02(lab: Lab) -> Exercise:
             f"profile_page serves {TARGET_RPS} req/s (upstream {UPSTREAM_MS} ms, {USERS} "
             "users in flight)."
         ),
-        criteria=[no_errors(), carries(TARGET_RPS), not_wasteful(TARGET_RPS)],
+        criteria=[no_errors(), *sizing_criteria(TARGET_RPS)],
         hints=[
             "Little's law for the pool: threads busy = throughput x the time each request "
             "holds its thread. Not the users in flight: they only set how many wait.",

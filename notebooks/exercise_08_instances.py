@@ -9,10 +9,8 @@ machine's throughput: here the upstream and the load share the instance's CPU.
 
 from __future__ import annotations
 
-import math
-
 from throughput_lab import Lab, RunResult
-from throughput_lab.checks import Criterion, Evidence, Exercise, digits, near, no_errors
+from throughput_lab.checks import Criterion, Evidence, Exercise, no_errors, sizing
 
 TARGET_RPS = 500
 PER_INSTANCE = 16  # perInstanceConcurrency you plan for
@@ -29,43 +27,22 @@ def per_instance(e: Evidence) -> float:
     return min((v for k, v in s.bounds.items() if k != "CPU cores"), default=s.throughput_rps)
 
 
-def carries(target: float, tolerance: float = 0.85) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str, bool]:
-        per = per_instance(e)
-        total = int(e.answer) * per
-        return (
-            total >= tolerance * target,
-            f"one instance serves {per:.1f} req/s ({PER_INSTANCE} in flight / "
-            f"{e.summary.service_ms:.0f} ms each; measured here {e.summary.throughput_rps:.1f}), "
-            f"so {int(e.answer)} serve {total:.0f} req/s",
-            near(total, tolerance * target),
-        )
-
-    return Criterion(
-        f"carries {target} req/s (less {1 - tolerance:.0%} for a noisy measurement)",
-        test,
-        "too few instances: requests queue",
-    )
-
-
-def not_wasteful(target: float, spare: float = 1.3) -> Criterion:
-    def test(e: Evidence) -> tuple[bool, str, bool]:
-        per = per_instance(e)
-        needed = math.ceil(target / per) if per > 0 else math.inf
-        total = int(e.answer) * per
-        # Say how far over the target the answer is, not how many would do: that is the
-        # exercise's answer.
-        return (
-            int(e.answer) <= spare * needed + 1,
-            f"{int(e.answer)} instance(s) serve {total:.0f} req/s, "
-            f"{digits(total / target, 1)}x the target",
-            int(e.answer) <= spare * needed + 2,
-        )
-
-    return Criterion(
-        f"no more than {spare - 1:.0%} (and one) spare instances",
-        test,
-        "each instance beyond the need is memory billed and a cold start paid",
+def sizing_criteria(target: float) -> list[Criterion]:
+    """The instances carry the target, with no more than a small margin spare."""
+    return sizing(
+        target,
+        unit="instance",
+        count=lambda e: int(e.answer),
+        each_rps=per_instance,
+        measured=lambda e: (
+            f"one instance serves {per_instance(e):.1f} req/s ({PER_INSTANCE} in flight / "
+            f"{e.summary.service_ms:.0f} ms each; measured here "
+            f"{e.summary.throughput_rps:.1f})"
+        ),
+        tolerance=0.85,
+        spare=1.3,
+        too_few="too few instances: requests queue",
+        too_many="each instance beyond the need is memory billed and a cold start paid",
     )
 
 
@@ -87,7 +64,7 @@ def ex08(lab: Lab) -> Exercise:
             f"set `instances_for_500` to the number of instances that serve {TARGET_RPS} "
             f"req/s of sync_io (100 ms upstream) with perInstanceConcurrency {PER_INSTANCE}."
         ),
-        criteria=[no_errors(), carries(TARGET_RPS), not_wasteful(TARGET_RPS)],
+        criteria=[no_errors(), *sizing_criteria(TARGET_RPS)],
         hints=[
             "Little's law: requests in flight = arrival rate x time each takes.",
             f"In flight = {TARGET_RPS} req/s x about 0.1 s; each instance takes "

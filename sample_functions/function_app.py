@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import re
 import aiohttp
 import azure.functions as func
 import requests
+from PIL import Image
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -243,14 +245,19 @@ def mixed(req: func.HttpRequest) -> func.HttpResponse:
 # connection AzureWebJobsStorage points at Azurite (UseDevelopmentStorage=true).
 
 
-def queue_work(msg: func.QueueMessage) -> int:
-    """The message's work item: JSON like {"n": 7}. A body that is not raises, so the
-    host retries the message and, after maxDequeueCount tries, moves it to the poison queue.
-    """
-    item = json.loads(msg.get_body())
+def work_item(body: bytes) -> int:
+    """A message's or event's work item: JSON like {"n": 7}. A body that is not raises."""
+    item = json.loads(body)
     if not isinstance(item, dict) or not isinstance(item.get("n"), int):
         raise ValueError('a work item is JSON like {"n": 7}')
     return item["n"]
+
+
+def queue_work(msg: func.QueueMessage) -> int:
+    """The message's work item. One that is not JSON like {"n": 7} raises, so the host
+    retries the message and, after maxDequeueCount tries, moves it to the poison queue.
+    """
+    return work_item(msg.get_body())
 
 
 @app.queue_trigger(arg_name="msg", queue_name="work-sync", connection="AzureWebJobsStorage")
@@ -275,3 +282,127 @@ async def queue_async_io(msg: func.QueueMessage) -> None:
     async with client_session().get(upstream_url()) as response:
         await response.read()
         response.raise_for_status()
+
+
+async def call_upstream() -> None:
+    """One upstream call through this process's shared aiohttp session."""
+    async with client_session().get(upstream_url()) as response:
+        await response.read()
+        response.raise_for_status()
+
+
+# -- Service Bus-triggered ----------------------------------------------------------------
+# The host's Service Bus extension, not the worker, receives the messages: host.json's
+# extensions.serviceBus (maxConcurrentCalls, maxConcurrentSessions) decides how many reach
+# the worker at once. The connection is the app setting named SERVICE_BUS (a connection
+# string, or ServiceBusConnection__fullyQualifiedNamespace for a managed identity). An app
+# deployed without Service Bus disables these with AzureWebJobs.<name>.Disabled (README).
+
+SERVICE_BUS = "ServiceBusConnection"
+
+
+@app.service_bus_queue_trigger(arg_name="msg", queue_name="sb-work-sync", connection=SERVICE_BUS)
+def sb_sync_io(msg: func.ServiceBusMessage) -> None:
+    """``sync_io`` for a Service Bus message: a plain ``def`` that waits with ``requests``.
+
+    Teaches: no more run at once than maxConcurrentCalls on the instance, nor than the
+    pool's threads in each worker process. A message that raises is abandoned, delivered
+    again, and dead-lettered at the queue's max delivery count. Notebook 13.
+    """
+    work_item(msg.get_body())
+    requests.get(upstream_url(), timeout=UPSTREAM_TIMEOUT_S).raise_for_status()
+
+
+@app.service_bus_queue_trigger(arg_name="msg", queue_name="sb-work-async", connection=SERVICE_BUS)
+async def sb_async_io(msg: func.ServiceBusMessage) -> None:
+    """``async_io`` for a Service Bus message: on the event loop, bound by
+    maxConcurrentCalls alone. Notebook 13."""
+    work_item(msg.get_body())
+    await call_upstream()
+
+
+@app.service_bus_queue_trigger(
+    arg_name="msg", queue_name="sb-sessions", connection=SERVICE_BUS, is_sessions_enabled=True
+)
+async def sb_session_io(msg: func.ServiceBusMessage) -> None:
+    """A session-enabled queue's messages: one at a time per session, in order.
+
+    Teaches: a session is a queue of its own; a hot session runs no faster than one
+    message at a time, however many calls the host allows. Notebook 13.
+    """
+    work_item(msg.get_body())
+    await call_upstream()
+
+
+# -- Event Hubs-triggered -----------------------------------------------------------------
+# One invocation at a time per partition, with up to maxEventBatchSize events
+# (cardinality "many"). A failed invocation is not retried: the host checkpoints past it.
+# Each function reads with a consumer group of its own (create both in the event hub).
+
+EVENT_HUB = "EventHubConnection"
+
+
+@app.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="work-events",
+    connection=EVENT_HUB,
+    consumer_group="one-at-a-time",
+    cardinality=func.Cardinality.MANY,
+)
+def eh_one_at_a_time(events: list[func.EventHubEvent]) -> None:
+    """A batch walked one event at a time, each waiting on the upstream with ``requests``.
+
+    Teaches: the batch takes (events x the upstream's delay), and its partition waits the
+    whole time; more threads cannot help, since each partition runs one batch at once.
+    Notebook 13.
+    """
+    for event in events:
+        work_item(event.get_body())
+        requests.get(upstream_url(), timeout=UPSTREAM_TIMEOUT_S).raise_for_status()
+
+
+@app.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="work-events",
+    connection=EVENT_HUB,
+    consumer_group="batch-awaited",
+    cardinality=func.Cardinality.MANY,
+)
+async def eh_batch_awaited(events: list[func.EventHubEvent]) -> None:
+    """The same batch, its upstream calls awaited together with ``asyncio.gather``.
+
+    Teaches: the batch takes about one upstream delay, whatever its size. Notebook 13.
+    """
+    for event in events:
+        work_item(event.get_body())
+    await asyncio.gather(*(call_upstream() for _ in events))
+
+
+# -- Blob-triggered -----------------------------------------------------------------------
+# The article's own CPU-bound example: resize an uploaded image. source=EventGrid is the
+# blob trigger Flex Consumption runs (the host refuses the polling one there); in Azure an
+# Event Grid subscription on the storage account delivers a BlobCreated event per upload.
+# Locally the lab delivers those events itself (Azurite has no Event Grid).
+
+THUMBNAIL_SIZE = (128, 128)
+
+
+@app.blob_trigger(
+    arg_name="image",
+    path="images/{name}",
+    connection="AzureWebJobsStorage",
+    source=func.BlobSource.EVENT_GRID,
+)
+@app.blob_output(arg_name="thumbnail", path="thumbnails/{name}", connection="AzureWebJobsStorage")
+def thumbnail(image: func.InputStream, thumbnail: func.Out[bytes]) -> None:
+    """A 128-pixel PNG thumbnail of each new image in ``images/``, written to ``thumbnails/``.
+
+    Teaches: decoding and resizing an image is CPU work, done in Pillow's C code (which
+    releases the GIL while it resizes): a plain ``def`` on the pool, and more worker
+    processes once a core is busy. Notebooks 06 and 07.
+    """
+    with Image.open(image) as picture:
+        picture.thumbnail(THUMBNAIL_SIZE)
+        out = io.BytesIO()
+        picture.save(out, format="PNG")
+    thumbnail.set(out.getvalue())

@@ -78,6 +78,33 @@ def wait_no_workers(before: set[int], timeout_s: float = 10.0) -> list[psutil.Pr
     return wait_gone(worker_processes, before, timeout_s)
 
 
+@pytest.fixture
+def summary(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
+    """Add a line to the run's closing summary (notebook timings, cross-checks).
+
+    Kept on the test's report, so it reaches the summary from a pytest-xdist worker too,
+    and is shown without ``-s``, whatever the test's outcome."""
+    return lambda line: record_property(SUMMARY, line)
+
+
+SUMMARY = "summary"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == SUMMARY
+    ]
+    if lines:
+        terminalreporter.section("measured")
+        for line in sorted(lines):
+            terminalreporter.write_line(str(line))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def no_orphan_workers():
     before = {p.pid for p in worker_processes()}

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import APPS, ENGINE_APP, wait_no_workers, worker_processes
+from conftest import APPS, ENGINE_APP, SAMPLE_APP, wait_no_workers, worker_processes
 
 CONTRACT_KEYS = {
     "function",
@@ -318,3 +318,88 @@ def test_a_stop_that_hangs_is_ended_at_the_stop_limit_with_its_stacks():
     assert "still stopping after 1 s; ending now" in proc.stderr
     assert "most recent call first" in proc.stderr  # every thread's stack, for the cause
     assert took < 10
+
+
+# -- Service Bus and Event Hubs: bench --messages on the in-process brokers ---------------
+
+
+def broker_bench(*args: str):
+    return cli("bench", "--app", str(SAMPLE_APP), "--upstream-delay-ms", "20", *args)
+
+
+def test_bench_service_bus_json():
+    done = broker_bench(
+        *("--function", "sb_sync_io", "--messages", "12", "--max-concurrent-calls", "3"),
+        *("--threads", "4", "--bad-messages", "1", "--json"),
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.strip().splitlines()
+    result = json.loads(line)
+    assert result.keys() >= CONTRACT_KEYS
+    assert result["trigger"] == "serviceBusTrigger" and result["broker"] == "emulated in process"
+    assert (result["messages"], result["max_concurrent_calls"]) == (12, 3)
+    assert result["dead_lettered"] == 1 and result["in_dead_letter_queue"] == 1
+    assert result["in_flight_peak"] <= 3 and result["left_in_queue"] == 0
+
+
+def test_bench_event_hubs_json():
+    done = broker_bench(
+        *("--function", "eh_batch_awaited", "--messages", "24", "--partitions", "2"),
+        *("--max-event-batch-size", "4", "--json"),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result.keys() >= CONTRACT_KEYS
+    assert (result["events"], result["partitions"], result["invocations"]) == (24, 2, 6)
+    assert result["cardinality"] == "many" and result["lost"] == 0
+    assert result["in_flight_peak"] <= 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--function", "sb_sync_io", "--messages", "0"], "--messages must be >= 1"),
+        (["--function", "sb_sync_io", "--messages", "5", "--max-concurrent-calls", "0"],
+         "maxConcurrentCalls must be >= 1"),
+        (["--function", "sb_sync_io", "--messages", "5", "--sessions", "2"],
+         "not session-enabled"),
+        (["--function", "sb_session_io", "--messages", "5", "--sessions", "0"],
+         "sessions must be >= 1"),
+        (["--function", "sb_sync_io", "--messages", "5", "--partitions", "2"],
+         "--partitions is for Event Hubs"),
+        (["--function", "eh_batch_awaited", "--messages", "5", "--partitions", "33"], "1-32"),
+        (["--function", "eh_batch_awaited", "--messages", "5", "--max-event-batch-size", "0"],
+         "maxEventBatchSize must be >= 1"),
+        (["--function", "eh_batch_awaited", "--messages", "5", "--batch-size", "4"],
+         "--batch-size is for storage queue"),
+        (["--function", "sync_io", "--messages", "5"], "not queue-triggered, nor Service Bus"),
+    ],
+)  # fmt: skip
+def test_bad_broker_input_is_one_line_and_exit_2(args, message):
+    before = {p.pid for p in worker_processes()}
+    done = broker_bench(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not wait_no_workers(before)
+
+
+def test_tune_says_what_measures_a_broker_function():
+    done = cli("tune", "--app", str(SAMPLE_APP), "--function", "sb_sync_io")
+    assert done.returncode == 2
+    assert "tune measures HTTP functions" in done.stderr and "--messages" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_serve_lists_broker_functions_with_the_command_that_drains_them():
+    from types import SimpleNamespace
+
+    from throughput_lab import load_app
+    from throughput_lab.serve import function_lines
+
+    functions = {n: f.describe() for n, f in load_app(SAMPLE_APP).items()}
+    lines = function_lines(SimpleNamespace(functions=functions, app=SAMPLE_APP), "http://h")
+    assert (
+        "  eh_batch_awaited: eventHubTrigger (not served over HTTP: bench --function "
+        "eh_batch_awaited --messages N drains it)" in lines
+    )
+    assert any(line.startswith("  sb_sync_io: serviceBusTrigger (not served") for line in lines)

@@ -295,6 +295,8 @@ ON_EVERY_PYTHON = [
     "test_lifecycle.py",
     "test_queue.py",
     "test_sample_app.py",
+    "test_servicebus.py",
+    "test_eventhubs.py",
 ]
 
 

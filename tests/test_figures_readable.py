@@ -68,3 +68,19 @@ def test_a_bar_chart_says_each_bar_and_its_ideal() -> None:
     alt = plots.alt_text(fig)
     assert "a bar chart: worker memory (MB)" in alt and "against x" not in alt
     assert "bars: 1 = 52 (ideal 60); 2 = 105" in alt
+
+
+def test_the_diagrams_say_in_words_what_they_draw() -> None:
+    from throughput_lab import diagrams
+
+    data, metadata = diagrams.worker_model(processes=3, threads=8)._repr_mimebundle_()
+    assert data["image/png"].startswith(b"\x89PNG")
+    alt = metadata["image/png"]["alt"]
+    assert "3 worker process(es)" in alt and "8 thread(s)" in alt and "round-robin" in alt
+    assert "async def functions run" in alt and "def functions run" in alt
+    assert "FUNCTIONS_WORKER_PROCESS_COUNT" in alt and "PYTHON_THREADPOOL_THREAD_COUNT" in alt
+    on_uvloop = diagrams.two_pools("uvloop", "libuv")._repr_mimebundle_()[1]["image/png"]["alt"]
+    on_asyncio = diagrams.two_pools("asyncio")._repr_mimebundle_()[1]["image/png"]["alt"]
+    assert "lookups (loop.getaddrinfo) run on the libuv" in on_uvloop
+    assert "lookups (loop.getaddrinfo) run on the default executor" in on_asyncio
+    assert all("no app setting sizes" in alt for alt in (on_uvloop, on_asyncio))

@@ -161,7 +161,7 @@ def test_ctrl_c_stops_locust_and_leaves_no_process(tmp_path):
 
 @needs_locust
 @pytest.mark.timing
-def test_locust_agrees_with_bench_at_the_same_concurrency(tmp_path, capsys):
+def test_locust_agrees_with_bench_at_the_same_concurrency(tmp_path, summary):
     """Locust over loopback HTTP against `serve`, and `bench` in process, measure the same.
 
     async_io waits 200 ms on the upstream: both tools then measure the function's waiting,
@@ -196,13 +196,12 @@ def test_locust_agrees_with_bench_at_the_same_concurrency(tmp_path, capsys):
     engine = json.loads(out)
     rps = locust.throughput_rps / engine["throughput_rps"]
     p50 = locust.latency_ms["p50"] / engine["latency_ms"]["p50"]
-    with capsys.disabled():
-        print(
-            f"\n[locust cross-check] async_io, {users} in flight, upstream {upstream_ms} ms: "
-            f"bench {engine['throughput_rps']:.1f} req/s p50 {engine['latency_ms']['p50']:.0f} ms"
-            f" | locust {locust.throughput_rps:.1f} req/s p50 {locust.latency_ms['p50']:.0f} ms"
-            f" | ratios {rps:.2f}, {p50:.2f}"
-        )
+    summary(
+        f"[locust cross-check] async_io, {users} in flight, upstream {upstream_ms} ms: "
+        f"bench {engine['throughput_rps']:.1f} req/s p50 {engine['latency_ms']['p50']:.0f} ms"
+        f" | locust {locust.throughput_rps:.1f} req/s p50 {locust.latency_ms['p50']:.0f} ms"
+        f" | ratios {rps:.2f}, {p50:.2f}"
+    )
     assert locust.failures == 0 and engine["errors"] == 0
     assert 0.85 <= rps <= 1.15, f"throughput: Locust / bench = {rps:.2f}"
     assert 0.85 <= p50 <= 1.15, f"p50: Locust / bench = {p50:.2f}"

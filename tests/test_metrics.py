@@ -129,3 +129,31 @@ def test_an_async_run_names_the_pool_it_left_unused():
     s = dataclasses.replace(s, is_async=True)
     assert "async def on the event loop (pool of 32 threads unused)" in s.line()
     assert "(pool of 6 threads unused)" in dataclasses.replace(s, threads=6).line()
+
+
+def test_most_at_once_counts_overlap_in_each_process_not_across_them():
+    from throughput_lab import InvocationRecord, most_at_once
+
+    def record(i: int, pid: int, started: float, ended: float) -> InvocationRecord:
+        return InvocationRecord(i, "f", pid=pid, started=started, ended=ended)
+
+    # one process: three overlap at 1.5; one that starts as another ends does not count
+    one = [record(0, 1, 1, 2), record(1, 1, 1.2, 1.6), record(2, 1, 1.4, 1.9), record(3, 1, 2, 3)]
+    assert most_at_once(one) == 3
+    # two processes, one at a time each: never more than one in either
+    two = [record(0, 1, 1, 2), record(1, 2, 1, 2), record(2, 1, 2, 3), record(3, 2, 2, 3)]
+    assert most_at_once(two) == 1
+    assert most_at_once([record(0, 1, 0, 0)]) == 0  # never started: not counted
+
+
+def test_involuntary_switches_are_the_windows_growth_summed_over_workers():
+    from throughput_lab.channel import WorkerStats
+    from throughput_lab.run import involuntary_switches
+
+    before = [WorkerStats(worker=0, involuntary_switches=10), WorkerStats(worker=1)]
+    after = [
+        WorkerStats(worker=0, involuntary_switches=25),
+        WorkerStats(worker=1, involuntary_switches=4),
+        WorkerStats(worker=2, involuntary_switches=3),  # a replacement: all of it is new
+    ]
+    assert involuntary_switches(before, after) == 15 + 4 + 3

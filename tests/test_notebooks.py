@@ -7,10 +7,10 @@ if it takes longer than its time budget, if it leaves a worker process behind, i
 it prints beats its ideal by more than 5 %, or if its closing cell does not print
 "LESSON HELD:" (``throughput_lab.checks.lesson``). The notebooks whose lessons lean on the
 CPU run a second time with another process keeping one core busy.
-Each notebook's run time and lesson ratio are printed on a "[notebook timings]" line,
-shown even without ``-s``. A notebook that passes is saved with its outputs under
-build/executed/, with the hash of the stored notebook it ran: `make book` publishes those
-copies instead of executing every notebook again.
+Each notebook's run time and lesson ratio are printed on a "[notebook timings]" line in
+the run's closing summary (conftest's ``summary``). A notebook that passes is saved with
+its outputs under build/executed/, with the hash of the stored notebook it ran: `make book`
+publishes those copies instead of executing every notebook again.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -162,11 +162,10 @@ def _unexplained(printed: str) -> list[str]:
 
 @pytest.mark.timeout(BUDGET_S + 60)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_and_its_lesson_holds(path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_notebook_runs_and_its_lesson_holds(path: Path, summary: Callable[[str], None]) -> None:
     elapsed, printed, verdicts = _run_notebook(path, keep=True)
-    with capsys.disabled():
-        ratio = "; ".join(text for _, text in verdicts) or "no verdict"
-        print(f"\n[notebook timings] {path.name}: {elapsed:.1f} s; {ratio}")
+    ratio = "; ".join(text for _, text in verdicts) or "no verdict"
+    summary(f"[notebook timings] {path.name}: {elapsed:.1f} s; {ratio}")
     assert elapsed <= BUDGET_S, f"{path.name} took {elapsed:.0f} s (budget {BUDGET_S:.0f} s)"
     beyond = _beyond_ideal(printed)
     assert not beyond, f"{path.name}: runs beat their ideal: {beyond}"
@@ -188,13 +187,12 @@ def busy_core() -> Iterator[None]:
 @pytest.mark.timeout(2 * BUDGET_S + 60)
 @pytest.mark.parametrize("name", BUSY_CORE_NOTEBOOKS)
 def test_lesson_holds_with_a_busy_core(
-    name: str, busy_core: None, capsys: pytest.CaptureFixture
+    name: str, busy_core: None, summary: Callable[[str], None]
 ) -> None:
     """The lessons that depend on the CPU hold (or say which half they show) on a busy machine."""
     elapsed, printed, verdicts = _run_notebook(NOTEBOOK_DIR / name)
-    with capsys.disabled():
-        ratio = "; ".join(text for _, text in verdicts) or "no verdict"
-        print(f"\n[notebook timings, one core busy] {name}: {elapsed:.1f} s; {ratio}")
+    ratio = "; ".join(text for _, text in verdicts) or "no verdict"
+    summary(f"[notebook timings, one core busy] {name}: {elapsed:.1f} s; {ratio}")
     beyond = _beyond_ideal(printed)
     assert not beyond, f"{name}: runs beat their ideal: {beyond}"
 

@@ -48,10 +48,17 @@ def test_router_matches_like_the_host(method, path, function, values):
         assert (found.function, found.route_params) == (function, values)
 
 
-def test_routes_are_tried_in_order_so_a_catch_all_first_takes_everything():
+def test_routes_are_tried_in_the_hosts_order_of_names_so_a_catch_all_may_take_everything():
     catch_all = {"name": "app", "is_http": True, "route": "/{*route}", "methods": ["GET"]}
+    # "app" sorts before "list_users": it takes the request, whatever the indexing order.
     assert Router([catch_all, *REST], "").match("GET", "/users").function == "app"
-    assert Router([*REST, catch_all], "").match("GET", "/users").function == "list_users"
+    assert Router([*REST, catch_all], "").match("GET", "/users").function == "app"
+    last = {**catch_all, "name": "zz_app"}
+    assert Router([last, *REST], "").match("GET", "/users").function == "list_users"
+    # OrdinalIgnoreCase compares upper case: "getitem" before "get_item" ('I' < '_').
+    one = {"name": "get_item", "is_http": True, "route": "x/{id}", "methods": ["GET"]}
+    other = {"name": "getItem", "is_http": True, "route": "x/{*rest}", "methods": ["GET"]}
+    assert Router([one, other], "").match("GET", "/x/1").function == "getItem"
 
 
 @pytest.mark.parametrize(

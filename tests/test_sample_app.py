@@ -35,6 +35,16 @@ FUNCTIONS = {
 }
 # Queue-triggered (notebook 11): name -> (is async, queue name)
 QUEUE_FUNCTIONS = {"queue_sync_io": (False, "work-sync"), "queue_async_io": (True, "work-async")}
+# Blob-triggered: name -> (is async, the trigger's path, its source)
+BLOB_FUNCTIONS = {"thumbnail": (False, "images/{name}", "EventGrid")}
+# Service Bus- and Event Hubs-triggered (notebook 13): name -> (is async, trigger type)
+BROKER_FUNCTIONS = {
+    "sb_sync_io": (False, "serviceBusTrigger"),
+    "sb_async_io": (True, "serviceBusTrigger"),
+    "sb_session_io": (True, "serviceBusTrigger"),
+    "eh_one_at_a_time": (False, "eventHubTrigger"),
+    "eh_batch_awaited": (True, "eventHubTrigger"),
+}
 CHUNK = bytes(range(256)) * 4096  # the 1 MiB cpu_native hashes, once per MiB asked for
 
 
@@ -104,7 +114,9 @@ def test_app_indexes_with_azure_functions_get_functions():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     every = {f.get_function_name(): f for f in module.app.get_functions()}
-    assert set(every) == set(FUNCTIONS) | set(QUEUE_FUNCTIONS)
+    assert set(every) == (
+        set(FUNCTIONS) | set(QUEUE_FUNCTIONS) | set(BROKER_FUNCTIONS) | set(BLOB_FUNCTIONS)
+    )
     functions = {n: f for n, f in every.items() if n in FUNCTIONS}
     for name, fn in functions.items():
         assert fn.is_http_function(), name
@@ -122,8 +134,43 @@ def test_engine_indexes_the_same_functions():
     http = {n: f for n, f in functions.items() if f.is_http}
     assert {n: f.is_async for n, f in http.items()} == FUNCTIONS
     assert {f.auth_level for f in http.values()} == {"FUNCTION"}
-    queued = {n: (f.is_async, f.queue) for n, f in functions.items() if not f.is_http}
+    queued = {n: (f.is_async, f.queue) for n, f in functions.items() if f.queue}
     assert queued == QUEUE_FUNCTIONS
+    blobs = {
+        n: (f.is_async, f.blob_path, f.blob_source) for n, f in functions.items() if f.blob_path
+    }
+    assert blobs == BLOB_FUNCTIONS
+    brokered = {
+        n: (f.is_async, f.trigger_type)
+        for n, f in functions.items()
+        if not f.is_http and n not in QUEUE_FUNCTIONS and n not in BLOB_FUNCTIONS
+    }
+    assert brokered == BROKER_FUNCTIONS
+    # A Service Bus queue trigger names a queue too, but never drains a storage queue.
+    assert functions["sb_sync_io"].queue is None
+    assert functions["sb_sync_io"].setting("queueName") == "sb-work-sync"
+    assert functions["sb_session_io"].setting("isSessionsEnabled") is True
+    assert functions["eh_batch_awaited"].setting("cardinality") == "many"
+
+
+def test_broker_functions_connect_by_app_setting_name():
+    """Deployable as they are: each names the app setting that holds its connection; the
+    README's AzureWebJobs.<name>.Disabled settings name exactly these functions."""
+    functions = load_app(APP)
+    for name, (_, trigger_type) in BROKER_FUNCTIONS.items():
+        expected = (
+            "ServiceBusConnection"
+            if trigger_type == "serviceBusTrigger"
+            else ("EventHubConnection")
+        )
+        assert functions[name].setting("connection") == expected, name
+    readme = (APP / "README.md").read_text()
+    for name in BROKER_FUNCTIONS:
+        assert f"AzureWebJobs.{name}.Disabled" in readme, name
+    groups = {
+        functions[n].setting("consumerGroup") for n in BROKER_FUNCTIONS if n.startswith("eh_")
+    }
+    assert len(groups) == 2, "two functions on one event hub need a consumer group each"
 
 
 def test_queue_functions_bind_to_azure_web_jobs_storage():
@@ -146,7 +193,7 @@ def test_host_json_and_requirements():
     }
     assert host_json["functionTimeout"]
     requirements = (APP / "requirements.txt").read_text()
-    for package in ("azure-functions", "aiohttp", "requests"):
+    for package in ("azure-functions", "aiohttp", "requests", "pillow"):
         assert f"\n{package}" in f"\n{requirements}", package
     example = json.loads((APP / "local.settings.example.json").read_text())["Values"]
     assert {

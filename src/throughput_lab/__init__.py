@@ -22,10 +22,11 @@ from .app_settings import (
     python_default_threads,
     thread_count_from_setting,
 )
+from .cold_start import ColdStart, measure_cold_start
 from .host import Host, WorkerDiedError
 from .invocation import HttpRequestFields, InvocationRecord
 from .lab import Lab, RunResult, find_app
-from .metrics import Ideal, Summary, ideal_throughput, percentile
+from .metrics import Ideal, Summary, ideal_throughput, most_at_once, percentile
 from .run import RunHandle
 from .served import served_locally
 from .upstream import Upstream
@@ -39,6 +40,7 @@ __all__ = [
     "THREAD_COUNT_SETTING",
     "UPSTREAM_URL_SETTING",
     "AppLoadError",
+    "ColdStart",
     "FunctionInfo",
     "Host",
     "HttpRequestFields",
@@ -57,6 +59,8 @@ __all__ = [
     "ideal_throughput",
     "index_app",
     "load_app",
+    "measure_cold_start",
+    "most_at_once",
     "percentile",
     "python_default_threads",
     "served_locally",

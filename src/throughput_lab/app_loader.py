@@ -20,18 +20,21 @@ import json
 import sys
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 
+from .binding_expressions import UnresolvedSettingError, function_error, resolve
+from .host_index import host_index
 from .learner_errors import LearnerError
 
 SCRIPT_FILE = "function_app.py"
 FUNCTION_JSON = "function.json"
 V1_PACKAGE = "__app__"  # the worker's package name for a v1 app's folder
+BLOB_SOURCE_DEFAULT = "LogsAndContainerScan"  # the classic, polling blob trigger
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -57,7 +60,26 @@ class FunctionInfo:
     http_output: str = "$return"  # where the HTTP response comes from: return value or an Out
     unsupported: str | None = None  # why the engine cannot call it, e.g. an input binding
     directory: str = ""  # the function's folder, for ``context.function_directory``
-    queue: str | None = None  # a queue trigger's queue name
+    queue: str | None = None  # a storage queue trigger's queue name (queueTrigger only)
+    # The trigger binding's other settings as function.json spells them (e.g. queueName,
+    # isSessionsEnabled, eventHubName, cardinality): what a non-HTTP listener reads.
+    trigger_settings: tuple[tuple[str, Any], ...] = ()
+    # The host's "function is in error" (a route conflict, an unresolvable %SETTING%): the
+    # host does not register it, so no request reaches it.
+    error: str | None = None
+    # The worker failed to load it (v1: its script failed to import): the host still routes
+    # it, and each invocation fails with this (GrpcWorkerChannel.SendInvocationRequest).
+    load_error: str | None = None
+    # A blob trigger: its path ("images/{name}", %SETTING% resolved) and source
+    # ("EventGrid" or "LogsAndContainerScan"); its blob bindings: (argument, "in"/"out", path).
+    blob_path: str | None = None
+    blob_source: str | None = None
+    blob_bindings: tuple[tuple[str, str, str], ...] = ()
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A trigger setting by its function.json name, case-insensitive (as the host)."""
+        wanted = key.lower()
+        return next((v for k, v in self.trigger_settings if k.lower() == wanted), default)
 
     def describe(self) -> dict[str, Any]:
         """Plain fields, safe to send between processes."""
@@ -72,6 +94,12 @@ class FunctionInfo:
             "outputs": [list(o) for o in self.outputs],
             "unsupported": self.unsupported,
             "queue": self.queue,
+            "error": self.error,
+            "load_error": self.load_error,
+            "blob_path": self.blob_path,
+            "blob_source": self.blob_source,
+            "blob_bindings": [list(b) for b in self.blob_bindings],
+            "trigger_settings": [list(kv) for kv in self.trigger_settings],
         }
 
     @classmethod
@@ -80,6 +108,8 @@ class FunctionInfo:
         tuples = {
             "methods": tuple(fields.get("methods", ())),
             "outputs": tuple(tuple(o) for o in fields.get("outputs", ())),
+            "blob_bindings": tuple(tuple(b) for b in fields.get("blob_bindings", ())),
+            "trigger_settings": tuple(tuple(kv) for kv in fields.get("trigger_settings", ())),
         }
         return cls(**{**fields, **tuples}, func=None, trigger_param=None)
 
@@ -133,6 +163,25 @@ def _context_param(fn: Callable[..., Any], bound: set[str]) -> str | None:
     return "context" if "context" in params and "context" not in bound else None
 
 
+def _trigger_settings(binding: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A trigger binding's settings (v1: function.json; v2: the decorator's dict form),
+    as plain values that pickle: enums by their value."""
+    settings = []
+    for key, value in binding.items():
+        if key in ("name", "type", "direction"):
+            continue
+        value = getattr(value, "value", value)
+        if isinstance(value, str | int | float | bool) or value is None:
+            settings.append((key, value))
+    return tuple(settings)
+
+
+def _is_queue_trigger(trigger_type: str) -> bool:
+    """Only a storage queue trigger drains a storage queue: a serviceBusTrigger also has a
+    queue name, and runs on the Service Bus listener."""
+    return trigger_type.lower() == "queuetrigger"
+
+
 def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> FunctionInfo:
     trigger = fn.get_trigger()
     user_function = fn.get_user_function()
@@ -149,9 +198,21 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
     outputs = tuple(
         (b.name, str(b.type)) for b in bindings if _direction(b) == "out" and b.name != "$return"
     )
-    inputs = [(b.name, str(b.type)) for b in bindings if _direction(b) != "out"]
+    blobs = tuple(
+        (b.name, _direction(b), str(getattr(b, "path", "")))
+        for b in bindings
+        if str(b.type) == "blob" and b.name != "$return"
+    )
+    is_blob = str(getattr(trigger, "type", "")) == "blobTrigger"
+    # A blob trigger's lab reads its blob input bindings as the host does (blob/lab.py).
+    inputs = [
+        (b.name, str(b.type))
+        for b in bindings
+        if _direction(b) != "out" and not (is_blob and str(b.type) == "blob")
+    ]
     bound = {b.name for b in bindings} | {getattr(trigger, "name", "")}
-    return FunctionInfo(
+    trigger_type = str(getattr(trigger, "type", "") or "")
+    info = FunctionInfo(
         name=name,
         func=user_function,
         is_async=inspect.iscoroutinefunction(user_function),
@@ -160,12 +221,24 @@ def index_function(fn: func.decorators.function_app.Function, app_auth: Any) -> 
         route=route,
         methods=methods,
         auth_level=auth,
-        trigger_type=str(getattr(trigger, "type", "") or ""),
+        trigger_type=trigger_type,
         context_param=_context_param(user_function, bound),
         outputs=outputs,
         unsupported=_unsupported_inputs(name, inputs),
-        queue=getattr(trigger, "queue_name", None),
+        blob_bindings=blobs,
+        queue=getattr(trigger, "queue_name", None) if _is_queue_trigger(trigger_type) else None,
+        trigger_settings=_trigger_settings(trigger.get_dict_repr()) if trigger else (),
     )
+    if is_blob:
+        source = getattr(trigger, "source", None)
+        info = replace(
+            info,
+            blob_path=str(getattr(trigger, "path", "")),
+            blob_source=str(getattr(source, "value", source) or BLOB_SOURCE_DEFAULT),
+        )
+    dicts = [b.get_dict_repr() for b in fn.get_bindings() if hasattr(b, "get_dict_repr")]
+    queue = getattr(trigger, "queue_name", None) if _is_queue_trigger(trigger_type) else None
+    return with_trigger_settings(info, queue, _text_values(dicts))
 
 
 def index_app(app: func.FunctionRegister) -> dict[str, FunctionInfo]:
@@ -212,9 +285,9 @@ def load_app(folder: str | Path) -> dict[str, FunctionInfo]:
         raise AppLoadError(f"function app folder not found: {folder}")
     script = root / SCRIPT_FILE
     if script.is_file():
-        return _load_v2(script)
+        return host_index(_load_v2(script), root)
     if sorted(root.glob(f"*/{FUNCTION_JSON}")):
-        return load_v1_app(root)
+        return host_index(load_v1_app(root), root)
     raise AppLoadError(
         f"no function app in {root}: a Python v2-model app has {SCRIPT_FILE}, "
         f"a v1-model app has one folder per function with {FUNCTION_JSON}"
@@ -248,8 +321,36 @@ def _v1_package(root: Path) -> None:
         sys.path.insert(0, str(root))
 
 
-def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
-    name = config_file.parent.name
+def _text_values(bindings: list[dict[str, Any]]) -> list[str]:
+    return [v for b in bindings for v in b.values() if isinstance(v, str) and "%" in v]
+
+
+def with_trigger_settings(
+    info: FunctionInfo, queue_name: str | None, others: Sequence[str] = ()
+) -> FunctionInfo:
+    """The ``%SETTING%`` expressions of its queue name and blob paths resolved, or the
+    function in error; ``others``: every other binding property that holds one (the host
+    resolves them all when it indexes the function, e.g. an output's queue name)."""
+    try:
+        for text in others:
+            resolve(text)
+        return replace(
+            info,
+            queue=None if queue_name is None else resolve(str(queue_name)),
+            blob_path=None if info.blob_path is None else resolve(info.blob_path),
+            blob_bindings=tuple((n, d, resolve(p)) for n, d, p in info.blob_bindings),
+            # e.g. a Service Bus trigger's queueName: what its listener reads, resolved
+            trigger_settings=tuple(
+                (k, resolve(v) if isinstance(v, str) else v) for k, v in info.trigger_settings
+            ),
+        )
+    except UnresolvedSettingError as exc:
+        queue = None if queue_name is None else str(queue_name)
+        return replace(info, queue=queue, error=function_error(info.name, str(exc)))
+
+
+def _v1_config(config_file: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The function.json and its one trigger binding (the host refuses any other count)."""
     try:
         config = json.loads(config_file.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
@@ -258,26 +359,51 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
     triggers = [b for b in bindings if str(b.get("type", "")).lower().endswith("trigger")]
     if len(triggers) != 1:
         raise AppLoadError(f"{config_file} needs exactly one trigger binding, has {len(triggers)}")
-    trigger = triggers[0]
-    script = config_file.parent / config.get("scriptFile", "__init__.py")
+    return config, triggers[0]
+
+
+def _v1_entry(root: Path, name: str, config: dict[str, Any], folder: Path) -> Callable[..., Any]:
+    """Import the function's script as the worker does (``__app__.<folder>``)."""
+    script = folder / config.get("scriptFile", "__init__.py")
     entry = config.get("entryPoint") or "main"
     if script.suffix != ".py" or not script.is_file():
-        raise AppLoadError(f"function {name!r}: scriptFile {script} is not a Python file")
+        raise AppLoadError(f"scriptFile {script} is not a Python file")
     parts = [V1_PACKAGE, *script.relative_to(root).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
     try:
         module = importlib.import_module(".".join(parts))
     except Exception as exc:
-        raise AppLoadError(
-            f"function {name!r}: {script} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise AppLoadError(f"{script} failed to import: {type(exc).__name__}: {exc}") from exc
     user_function = getattr(module, entry, None)
     if not callable(user_function):
-        raise AppLoadError(f"function {name!r}: {script} has no function {entry}()")
+        raise AppLoadError(f"{script} has no function {entry}()")
+    return user_function
+
+
+def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
+    """One v1 function. Its function.json is the host's (an error there: in error, not
+    routed); its script is the worker's (an error there: routed, each invocation fails)."""
+    name = config_file.parent.name
+    try:
+        config, trigger = _v1_config(config_file)
+    except AppLoadError as exc:
+        return FunctionInfo(name, None, False, None, False, error=function_error(name, str(exc)))
+    try:
+        user_function: Callable[..., Any] | None = _v1_entry(root, name, config, config_file.parent)
+        load_error = None
+    except AppLoadError as exc:
+        user_function, load_error = None, f"Worker failed to load function: '{name}': {exc}"
+    bindings = config.get("bindings") or []
     is_http = str(trigger.get("type")).lower() == "httptrigger"
-    is_queue = str(trigger.get("type")).lower() == "queuetrigger"
+    is_queue = _is_queue_trigger(str(trigger.get("type")))
+    is_blob = str(trigger.get("type")).lower() == "blobtrigger"
     others = [b for b in bindings if b is not trigger]
+    blobs = tuple(
+        (str(b.get("name")), str(b.get("direction", "in")).lower(), str(b.get("path", "")))
+        for b in others
+        if str(b.get("type")).lower() == "blob" and b.get("name") != "$return"
+    )
     outs = [b for b in others if str(b.get("direction", "")).lower() == "out"]
     http_outs = [b["name"] for b in outs if str(b.get("type")).lower() == "http"]
     outputs = tuple(
@@ -287,9 +413,10 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         (b.get("name", "?"), str(b.get("type")))
         for b in others
         if str(b.get("direction", "")).lower() != "out"
+        and not (is_blob and str(b.get("type")).lower() == "blob")  # the blob lab reads these
     ]
     methods = tuple(m.upper() for m in trigger.get("methods") or ()) or ALL_METHODS
-    return FunctionInfo(
+    info = FunctionInfo(
         name=name,
         func=user_function,
         is_async=inspect.iscoroutinefunction(user_function),
@@ -299,13 +426,24 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         methods=methods if is_http else (),
         auth_level=str(trigger.get("authLevel", "function")).upper() if is_http else None,
         trigger_type=str(trigger.get("type")),
-        context_param=_context_param(user_function, {b.get("name") for b in bindings}),
+        context_param=(
+            _context_param(user_function, {b.get("name") for b in bindings})
+            if user_function
+            else None
+        ),
         outputs=outputs,
         http_output=http_outs[0] if http_outs else "$return",
         unsupported=_unsupported_inputs(name, inputs),
         directory=str(config_file.parent),
+        load_error=load_error,
+        blob_path=str(trigger.get("path", "")) if is_blob else None,
+        blob_source=str(trigger.get("source") or BLOB_SOURCE_DEFAULT) if is_blob else None,
+        blob_bindings=blobs,
         queue=trigger.get("queueName") if is_queue else None,
+        trigger_settings=_trigger_settings(trigger),
     )
+    queue = trigger.get("queueName") if is_queue else None
+    return with_trigger_settings(info, queue, _text_values(bindings))
 
 
 def load_v1_app(root: Path) -> dict[str, FunctionInfo]:
@@ -323,6 +461,8 @@ def find_function(functions: dict[str, FunctionInfo], name: str) -> FunctionInfo
     if info is None:
         known = ", ".join(sorted(functions)) or "none"
         raise AppLoadError(f"unknown function {name!r}; this app has: {known}")
+    if info.error or info.load_error:
+        raise AppLoadError(info.error or info.load_error or "")
     if not info.is_http:
         raise AppLoadError(
             f"function {name!r} is not HTTP-triggered ({info.trigger_type}); "

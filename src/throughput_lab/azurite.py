@@ -1,16 +1,18 @@
 """Azurite, the Azure Storage emulator Core Tools uses locally, as a process the lab owns.
 
-Locally a queue-triggered app runs against Azurite (``AzureWebJobsStorage`` set to
+Locally a queue- or blob-triggered app runs against Azurite (``AzureWebJobsStorage`` set to
 ``UseDevelopmentStorage=true``; Learn: "Use Azurite emulator for local Azure Storage
-development"). The lab starts only its queue service (``azurite-queue``) on 127.0.0.1, on
-a free port, with its data in memory (its working folder a temporary one), and stops it
-with the lab: on close, on an error, on Ctrl-C (it runs in its own session, so a
-terminal's Ctrl-C reaches only the lab, which then stops it), at interpreter exit, and
-when the lab's process ends any other way (it exits when its stdin from the lab closes).
+development"). The lab starts only the service it needs (``azurite-queue`` for queue
+triggers, ``azurite-blob`` for blob triggers and bindings) on 127.0.0.1, on a free port,
+with its data in memory (its working folder a temporary one), and stops it with the lab: on
+close, on an error, on Ctrl-C (it runs in its own session, so a terminal's Ctrl-C reaches
+only the lab, which then stops it), at interpreter exit, and when the lab's process ends
+any other way (it exits when its stdin from the lab closes).
 The process is kept as the workers are (``supervisor.SupervisedProcess``).
 
 The npm package is installed by ``make`` into ``.azurite/`` (pinned there, with its lock
-file); nothing is downloaded at run time. ``AZURITE_QUEUE`` may name another executable.
+file); nothing is downloaded at run time. ``AZURITE_QUEUE`` (``AZURITE_BLOB``) may name
+another executable.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 _ROOT = Path(__file__).resolve().parent.parent.parent
-EXECUTABLE_SETTING = "AZURITE_QUEUE"
+EXECUTABLE_SETTING = "AZURITE_QUEUE"  # for the queue service; AZURITE_BLOB for blobs
+SERVICES = ("queue", "blob")
 
 
 # Node runs Azurite's entry point behind a guard: when the lab's end of stdin closes (the
@@ -48,23 +51,25 @@ STOP_STEPS: tuple[StopStep, ...] = ((CLOSE_STDIN, 0.0), (signal.SIGTERM, 3.0))
 
 
 class AzuriteNotFoundError(LearnerError, RuntimeError):
-    """No azurite-queue executable: say how to get one."""
+    """No azurite-queue (azurite-blob) executable: say how to get one."""
 
 
-def find_executable() -> str:
-    """``$AZURITE_QUEUE``, else the one ``make`` installed in ``.azurite/``, else PATH."""
+def find_executable(service: str = "queue") -> str:
+    """``$AZURITE_QUEUE`` (``$AZURITE_BLOB``), else the one ``make`` installed in
+    ``.azurite/``, else PATH."""
+    name = f"azurite-{service}"
     candidates = [
-        os.environ.get(EXECUTABLE_SETTING, ""),
-        str(_ROOT / ".azurite" / "node_modules" / ".bin" / "azurite-queue"),
-        shutil.which("azurite-queue") or "",
+        os.environ.get(f"AZURITE_{service.upper()}", ""),
+        str(_ROOT / ".azurite" / "node_modules" / ".bin" / name),
+        shutil.which(name) or "",
     ]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise AzuriteNotFoundError(
-        "Azurite (the storage emulator for queue triggers) is not installed: run `make lab` "
-        "or `make test`, which install it into .azurite/ with npm (Node.js 18 or newer), "
-        f"or set {EXECUTABLE_SETTING} to an azurite-queue executable"
+        "Azurite (the storage emulator for queue and blob triggers) is not installed: run "
+        "`make lab` or `make test`, which install it into .azurite/ with npm (Node.js 18 or "
+        f"newer), or set AZURITE_{service.upper()} to an {name} executable"
     )
 
 
@@ -78,24 +83,31 @@ def _launcher(executable: str) -> list[str]:
 
 
 class Azurite:
-    """The queue service of Azurite on 127.0.0.1; a context manager."""
+    """One service of Azurite (queue or blob) on 127.0.0.1; a context manager."""
 
-    def __init__(self, start_timeout_s: float = 30.0) -> None:
+    def __init__(self, start_timeout_s: float = 30.0, service: str = "queue") -> None:
+        if service not in SERVICES:
+            raise ValueError(f"Azurite service must be one of {SERVICES}, got {service!r}")
+        self.service = service
         self.start_timeout_s = start_timeout_s
         self.port = 0
         self.process: SupervisedProcess | None = None
         self._data: tempfile.TemporaryDirectory[str] | None = None
 
     @property
-    def queue_endpoint(self) -> str:
+    def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def queue_endpoint(self) -> str:
+        return self.endpoint
 
     @property
     def connection_string(self) -> str:
         """What ``UseDevelopmentStorage=true`` means, with this instance's port."""
         return (
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"QueueEndpoint={self.queue_endpoint};"
+            f"{self.service.capitalize()}Endpoint={self.endpoint};"
         )
 
     def __enter__(self) -> Azurite:
@@ -107,7 +119,7 @@ class Azurite:
     def start(self) -> Azurite:
         if self.process is not None:
             return self
-        executable = find_executable()
+        executable = find_executable(self.service)
         self._data = tempfile.TemporaryDirectory(prefix="throughput-lab-azurite-")
         atexit.register(self.close)
         try:
@@ -139,9 +151,9 @@ class Azurite:
     def _command(self, executable: str) -> list[str]:
         return [
             *_launcher(executable),
-            "--queueHost",
+            f"--{self.service}Host",
             "127.0.0.1",
-            "--queuePort",
+            f"--{self.service}Port",
             str(self.port),
             "--silent",
             "--inMemoryPersistence",

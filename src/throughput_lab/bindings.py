@@ -97,11 +97,24 @@ def shown_value(value: Any) -> Any:
     return repr(value)
 
 
+def output_bytes(value: Any) -> bytes:
+    """A blob output's value as the host writes it: bytes, text as UTF-8, a stream read."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    if hasattr(value, "read"):
+        return bytes(value.read())
+    raise TypeError(f"a blob output takes bytes, str or a stream, not {type(value).__name__}")
+
+
 def arguments(
-    fn: FunctionInfo, trigger_value: Any, invocation_id: int
+    fn: FunctionInfo, trigger_value: Any, invocation_id: int, inputs: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Out]]:
-    """The keyword arguments the worker passes, and the ``Out`` objects among them."""
+    """The keyword arguments the worker passes, and the ``Out`` objects among them;
+    ``inputs``: input bindings' values the host read for this invocation (e.g. blobs)."""
     kwargs: dict[str, Any] = {fn.trigger_param: trigger_value} if fn.trigger_param else {}
+    kwargs.update(inputs or {})
     if fn.context_param:
         # The host's invocation id is a GUID; this one is derived from the engine's counter.
         kwargs[fn.context_param] = Context(

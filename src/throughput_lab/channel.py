@@ -60,6 +60,8 @@ class Ready:
     functions: tuple[Mapping[str, Any], ...]
     python: str
     event_loop: str
+    http_uri: str = ""  # the worker's web server for HTTP streaming (http_streaming), if any
+    app_load_s: float = 0.0  # importing and indexing the app: its share of a cold start
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ class WorkerStats:
     rss_bytes: int = 0
     peak_rss_bytes: int = 0
     threads: int = 0  # threads alive in the process
+    # Times the OS took the CPU from it while it could still run (Linux; 0 where unknown).
+    involuntary_switches: int = 0
     python: str = ""
     event_loop: str = ""
 

@@ -281,6 +281,60 @@ def threads_all_used(slack: int = 2) -> Criterion:
     )
 
 
+def sizing(
+    target: float,
+    *,
+    unit: str,
+    count: Callable[[Evidence], int],
+    each_rps: Callable[[Evidence], float],
+    measured: Callable[[Evidence], str],
+    tolerance: float,
+    spare: float,
+    too_few: str,
+    too_many: str,
+) -> list[Criterion]:
+    """Two criteria for a count of ``unit``s (threads, instances) sized for ``target`` req/s.
+
+    By Little's law each unit carries ``each_rps`` (measured): the count carries the target
+    when count x each >= ``tolerance`` x target, and wastes none when it is at most
+    ``spare`` x the whole units the target needs, and one. ``measured`` says in words how
+    one unit's rate was measured. The second criterion says how far over the target the
+    count is, never how many would do: that is the exercise's answer.
+    """
+
+    def carries(e: Evidence) -> tuple[bool, str, bool]:
+        total = count(e) * each_rps(e)
+        return (
+            total >= tolerance * target,
+            f"{measured(e)}, so {count(e)} {unit}(s) carry {total:.1f} req/s",
+            near(total, tolerance * target),
+        )
+
+    def not_wasteful(e: Evidence) -> tuple[bool, str, bool]:
+        each, n = each_rps(e), count(e)
+        needed = math.ceil(target / each) if each > 0 else math.inf
+        return (
+            n <= spare * needed + 1,
+            f"{n} {unit}(s) carry {n * each:.0f} req/s, "
+            f"{digits(n * each / target, 1, spare)}x the target",
+            n <= spare * needed + 2,
+        )
+
+    return [
+        Criterion(
+            f"carries {target:g} req/s (less {1 - tolerance:.0%} for a noisy measurement)",
+            carries,
+            too_few,
+        ),
+        Criterion(
+            f"no more {unit}s than {target:g} req/s keeps busy "
+            f"(with {spare - 1:.0%} and one spare)",
+            not_wasteful,
+            too_many,
+        ),
+    ]
+
+
 # -- what a check concludes ---------------------------------------------------------------
 
 

@@ -31,8 +31,17 @@ from .app_settings import (
     check_threads_flag,
     processes_from_setting,
 )
+from .broker_bench import (
+    STORAGE_QUEUE,
+    add_broker_options,
+    bench_broker,
+    check_flags,
+    refuse_for_tune,
+    trigger_of,
+)
 from .host import Host
-from .lab import DEFAULT_TIMEOUT_S, Lab, find_app, function_timeout_s
+from .lab import ALONE_SAME, DEFAULT_TIMEOUT_S, Lab, alone_note, find_app, function_timeout_s
+from .local_settings import LocalSettingsError, app_environment
 from .metrics import Summary
 from .queue.lab import DrainResult, QueueLab
 from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
@@ -40,6 +49,7 @@ from .upstream import Upstream
 
 PROG = "throughput_lab"
 MAX_CONCURRENCY = 1000  # requests in flight: each is a task and a message in a worker
+JSON_TYPE = "application/json"
 STOP_LIMIT_S = 10.0  # after Ctrl-C or SIGTERM, the longest an orderly stop may take
 
 
@@ -134,8 +144,20 @@ def request_options(p: argparse.ArgumentParser) -> None:
         "(routePrefix from host.json); --function may then be left out",
     )
     body = p.add_mutually_exclusive_group()
-    body.add_argument("--body", help="request body text")
+    body.add_argument("--body", help="request body text (sent without a Content-Type)")
     body.add_argument("--body-file", type=Path, help="request body from a file")
+    body.add_argument(
+        "--json-body",
+        help="a JSON request body, sent with Content-Type and Accept: application/json "
+        "(as curl --json)",
+    )
+    p.add_argument(
+        "--alone",
+        default=ALONE_SAME,
+        help="what is sent before the run to warm up and time alone: 'same' (default), "
+        "'none', or another request such as 'GET /api/users/2' (for a request that "
+        "changes state)",
+    )
     p.add_argument(
         "--header",
         type=_header,
@@ -154,7 +176,40 @@ def request_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"cannot read --body-file {args.body_file}: {exc.strerror}") from None
     else:
         body = (args.body or "").encode()
-    return {"method": args.method, "path": args.path, "body": body, "headers": dict(args.header)}
+    headers = dict(args.header)
+    if args.json_body is not None:
+        try:
+            json.loads(args.json_body)
+        except ValueError as exc:
+            raise UsageError(f"--json-body is not JSON: {exc}") from None
+        body = args.json_body.encode()
+        named = {k.lower() for k in headers}
+        # curl --json: these two headers, unless given.
+        for name in ("Content-Type", "Accept"):
+            if name.lower() not in named:
+                headers[name] = JSON_TYPE
+    return {
+        "method": args.method,
+        "path": args.path,
+        "body": body,
+        "headers": headers,
+        "alone": args.alone,
+    }
+
+
+def sent_line(args: argparse.Namespace, request: dict[str, Any]) -> str:
+    """What each request carried, for a 422 (a web framework refused the request's shape)."""
+    content_type = next(
+        (v for k, v in request["headers"].items() if k.lower() == "content-type"), None
+    )
+    what = f"Content-Type: {content_type}" if content_type else "no Content-Type"
+    line = (
+        f"sent: {(request['method'] or 'GET').upper()} {request.get('path') or args.function}"
+        f" with a {len(request['body'])}-byte body and {what}"
+    )
+    if request["body"] and not content_type:
+        line += "; a JSON API (FastAPI) reads a JSON body only with its Content-Type: --json-body"
+    return line
 
 
 def _app_options(p: argparse.ArgumentParser, threads_list: bool = False) -> None:
@@ -222,9 +277,12 @@ def _load_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_queue_options(bench: argparse.ArgumentParser) -> None:
-    """``bench --messages N`` drains a queue for a queue-triggered function."""
+    """``bench --messages N`` drains a queue (storage, Service Bus) or an event hub."""
     bench.add_argument(
-        "--messages", type=int, help="queue-triggered function: messages to enqueue and drain"
+        "--messages",
+        type=int,
+        help="queue-, Service Bus- or Event Hubs-triggered function: messages (events) to "
+        "send and drain",
     )
     bench.add_argument("--batch-size", type=int, help="batchSize (default: host.json, else 16)")
     bench.add_argument(
@@ -234,6 +292,12 @@ def add_queue_options(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--bad-messages", type=int, default=0, help="of the messages, how many fail (poison)"
+    )
+    add_broker_options(bench)
+    bench.add_argument(
+        "--blobs",
+        type=_positive_int,
+        help="blob-triggered function: images to upload to its container and run (Azurite)",
     )
 
 
@@ -373,9 +437,11 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _processes(value: int | None) -> int:
+def _processes(value: int | None, app: Path | None = None) -> int:
+    """The flag, else FUNCTIONS_WORKER_PROCESS_COUNT as func start sees it (local.settings.json
+    included), else 1."""
     if value is None:
-        return processes_from_setting(os.environ.get(PROCESS_COUNT_SETTING))
+        return processes_from_setting(app_environment(app).get(PROCESS_COUNT_SETTING))
     return check_processes(value)
 
 
@@ -392,13 +458,21 @@ def _progress(total: int | None) -> tuple[Callable[[Any], None], Any]:
     return (lambda _record: bar.update()), bar
 
 
-def _emit(summary: Summary, as_json: bool) -> None:
+def _emit(summary: Summary, as_json: bool, sent: str = "") -> None:
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
         print(summary.line())
         if summary.error_samples:
             print("errors: " + " | ".join(summary.error_samples))
+    if sent and any(e.startswith("HTTP 422") for e in summary.error_samples):
+        print(sent, file=sys.stderr if as_json else sys.stdout)
+
+
+def _note_alone(args: argparse.Namespace, processes: int) -> None:
+    note = alone_note(args.method, args.alone, processes)
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainResult:
@@ -437,22 +511,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 body=request["body"],
                 headers=request["headers"],
             )
-        _emit(summary, args.json)
+        _emit(summary, args.json, sent_line(args, {**request, "path": args.url}))
         return 0
-    if args.messages is not None:  # a queue-triggered function: drain a queue
+    if args.blobs is not None:  # a blob-triggered function: drain a container
         if not args.function:
-            raise UsageError("bench --messages needs --function NAME (a queue-triggered function)")
-        result = bench_queue(args, _processes(args.processes), _app(args.app))
+            raise UsageError("bench --blobs needs --function NAME (a blob-triggered function)")
+        app = _app(args.app)
+        from .blob import BlobLab
+
+        with BlobLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+            drained = lab.drain(
+                args.function,
+                args.blobs,
+                processes=_processes(args.processes, app),
+                threads=check_threads_flag(args.threads),
+            )
+        print(json.dumps(drained.as_dict()) if args.json else drained.line())
+        return 0
+    if args.messages is not None:  # a broker's trigger: drain its queue or event hub
+        if not args.function:
+            raise UsageError(
+                "bench --messages needs --function NAME (a queue-, Service Bus- or "
+                "Event Hubs-triggered function)"
+            )
+        if args.messages < 1:
+            raise UsageError(f"--messages must be >= 1, got {args.messages}")
+        app = _app(args.app)
+        processes = _processes(args.processes, app)
+        kind = trigger_of(app, args.function)
+        check_flags(args, kind)
+        if kind == STORAGE_QUEUE:
+            result = bench_queue(args, processes, app)
+        else:
+            result = bench_broker(args, processes, app, kind)
         print(json.dumps(result.as_dict()) if args.json else result.line())
         return 0
     if not args.function and not args.path:
         raise UsageError(
             "bench needs --function NAME or --path /api/... (with --app), or --url URL"
         )
-    processes = _processes(args.processes)
-    check_threads_flag(args.threads)
     app = _app(args.app)
+    processes = _processes(args.processes, app)
+    check_threads_flag(args.threads)
     requests = args.requests if args.requests or args.duration else max(args.concurrency * 10, 20)
+    request = request_kwargs(args)
+    _note_alone(args, processes)
     on_record, bar = _progress(requests)
     lab = Lab(
         app,
@@ -470,9 +573,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             params=dict(args.param),
             on_record=on_record,
-            **request_kwargs(args),
+            **request,
         )
-    _emit(result.summary, args.json)
+    _emit(result.summary, args.json, sent_line(args, request))
     return 0
 
 
@@ -480,13 +583,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.function and not args.path:
         raise UsageError("sweep needs --function NAME or --path /api/...")
     request = request_kwargs(args)
-    processes_list = args.processes or [_processes(None)]
+    app = _app(args.app)
+    processes_list = args.processes or [_processes(None, app)]
     threads_list = args.threads or [None]
     for p in processes_list:
         check_processes(p)
     for t in threads_list:
         check_threads_flag(t)
-    app = _app(args.app)
+    _note_alone(args, max(processes_list))
     summaries: list[Summary] = []
     lab = Lab(
         app,
@@ -551,6 +655,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
     app = _app(args.app)
+    if args.function:
+        refuse_for_tune(app, args.function)
+    _note_alone(args, max(args.processes or [1]))
     with Lab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
         result = tune(
             lab,
@@ -586,9 +693,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    processes = _processes(args.processes)
-    check_threads_flag(args.threads)
     app = _app(args.app)
+    processes = _processes(args.processes, app)
+    check_threads_flag(args.threads)
     timeout = args.timeout or function_timeout_s(app) or DEFAULT_TIMEOUT_S
     with (
         Upstream(args.upstream_delay_ms) as upstream,
@@ -741,7 +848,14 @@ def _main(argv: Sequence[str] | None) -> int:
             "scale": cmd_scale,
         }[args.command]
         return command(args)
-    except (UsageError, AppLoadError, SettingError, UnreachableError, ValueError) as exc:
+    except (
+        UsageError,
+        AppLoadError,
+        SettingError,
+        LocalSettingsError,
+        UnreachableError,
+        ValueError,
+    ) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

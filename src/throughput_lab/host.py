@@ -38,7 +38,9 @@ from .app_settings import (
     processes_from_setting,
 )
 from .channel import Invoke, Result, StatsRequest, WorkerStats, dispatcher
+from .host_index import error_lines
 from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
+from .local_settings import app_environment, say_once
 from .supervision import (
     RestartPolicy,
     Watchdog,
@@ -122,8 +124,10 @@ class Host:
         if (app is None) == (functions is None):
             raise ValueError("give either an app folder or in-process functions")
         self.app = None if app is None else Path(app)
+        # The environment func start gives the app: this one, plus local.settings.json.
+        self.environment = app_environment(self.app)
         if processes is None:
-            processes = processes_from_setting(os.environ.get(PROCESS_COUNT_SETTING))
+            processes = processes_from_setting(self.environment.get(PROCESS_COUNT_SETTING))
         self.processes = check_processes(processes)
         if functions is not None and self.processes != 1:
             raise ValueError("handlers defined in this process run in one in-process worker")
@@ -166,7 +170,7 @@ class Host:
         return self.workers[0].threads if self.workers else 0
 
     def _worker_app_settings(self) -> dict[str, str]:
-        return app_settings_for_workers(self.app_settings, self.thread_setting)
+        return app_settings_for_workers(self.app_settings, self.thread_setting, self.environment)
 
     def _launch(self) -> Launch:
         assert self.app is not None
@@ -200,6 +204,8 @@ class Host:
         self.startup_s = time.monotonic() - began
         ready = self.workers[0].ready
         self.functions = {f["name"]: dict(f) for f in ready.functions} if ready else {}
+        for line in error_lines(self.functions):  # the host logs each; the rest runs
+            say_once(str(self.app), line)
         for worker in self.workers:
             self._attend(worker)
         if self._in_process is None:
@@ -305,8 +311,27 @@ class Host:
         infos = {n: FunctionInfo.from_description(f) for n, f in self.functions.items()}
         return find_function(infos, name)
 
+    def new_record(self, function: str) -> InvocationRecord:
+        """A record for ``invoke`` whose id the caller needs first (HTTP streaming)."""
+        return InvocationRecord(next(self._ids), function)
+
+    @property
+    def streams_http(self) -> bool:
+        """The app's HTTP functions answer through each worker's web server (http_streaming)."""
+        return bool(self.workers and self.workers[0].ready and self.workers[0].ready.http_uri)
+
+    def http_uri(self, worker: int) -> str:
+        """Where worker ``worker``'s web server listens (HTTP streaming), or ""."""
+        for candidate in list(self.workers):
+            if candidate.index == worker and candidate.ready is not None:
+                return candidate.ready.http_uri
+        return ""
+
     def invoke(
-        self, function: str, request: HttpRequestFields
+        self,
+        function: str,
+        request: HttpRequestFields,
+        record: InvocationRecord | None = None,
     ) -> Future[tuple[InvocationRecord, HttpResponseFields]]:
         """Send one invocation to the next live worker in turn; the future holds the result."""
         future: Future[tuple[InvocationRecord, HttpResponseFields]] = Future()
@@ -315,7 +340,7 @@ class Host:
             return future
         if self._closed or not self._started:
             raise RuntimeError("the host is not running")
-        record = InvocationRecord(next(self._ids), function)
+        record = record or self.new_record(function)
         with self._lock:
             worker = self._next_worker()
             if worker is None:

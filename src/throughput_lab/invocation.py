@@ -87,7 +87,8 @@ class InvocationRecord:
     submitted: float = 0.0  # the worker handed it to the pool (``def``) or the loop
     started: float = 0.0  # user code began (for ``def``: a pool thread picked it up)
     ended: float = 0.0  # user code returned or raised
-    completed: float = 0.0  # host received the response
+    completed: float = 0.0  # host received the response (a streamed one: its last byte)
+    first_byte: float = 0.0  # a streamed response: its first body byte reached the host
     cpu_ms: float = 0.0  # CPU time of the user code (its thread, its coroutine's steps)
     longest_step_ms: float = 0.0  # ``async def``: longest stretch it held the event loop
     loop_ms: float = 0.0  # ``async def``: all the time it held the event loop
@@ -95,6 +96,8 @@ class InvocationRecord:
     status: int = 0
     error: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)  # output bindings' values, by name
+    # Blob output bindings' bytes, by argument: the host writes them after the invocation.
+    output_data: dict[str, bytes] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # the function's logging, when captured
     traceback: str = ""  # a failed invocation's traceback, from the function's own frames
 
@@ -116,6 +119,10 @@ class InvocationRecord:
         return max(0.0, self.started - self.submitted) * 1e3 if self.submitted else 0.0
 
     @property
+    def first_byte_ms(self) -> float:
+        return (self.first_byte - self.dispatched) * 1e3 if self.first_byte else 0.0
+
+    @property
     def run_ms(self) -> float:
         return (self.ended - self.started) * 1e3 if self.started else 0.0
 
@@ -127,5 +134,6 @@ class InvocationRecord:
             queue_ms=self.queue_ms,
             wait_ms=self.wait_ms,
             run_ms=self.run_ms,
+            first_byte_ms=self.first_byte_ms,
         )
         return row

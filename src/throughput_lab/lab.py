@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,10 @@ import azure.functions as func
 from .app_loader import AppLoadError, FunctionInfo, index_app
 from .app_settings import UPSTREAM_URL_SETTING
 from .channel import WorkerStats
+from .front_end import FrontEnd
 from .host import Host
-from .invocation import InvocationRecord
-from .load import closed_loop, host_sender
+from .invocation import HttpRequestFields, InvocationRecord
+from .load import StreamingSender, closed_loop, host_sender
 from .metrics import Summary
 from .routing import DEFAULT_ROUTE_PREFIX, plan_request, route_prefix
 from .run import (
@@ -98,6 +99,36 @@ class RunResult:
 
 Handler = Callable[..., Any] | func.FunctionApp
 
+ALONE_SAME, ALONE_NONE = "same", "none"
+# RFC 9110 section 9.2.1: only these methods are "safe" (read-only by definition).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def alone_request(alone: str) -> tuple[str, str] | None:
+    """``--alone``: None for the same request or none at all, else (method, path)."""
+    if alone in (ALONE_SAME, ALONE_NONE):
+        return None
+    method, _, path = alone.strip().partition(" ")
+    if not method.isalpha() or not path.strip().startswith("/"):
+        raise ValueError(
+            f"alone must be 'same', 'none' or a request such as 'GET /api/users/2', got {alone!r}"
+        )
+    return method.upper(), path.strip()
+
+
+def alone_note(method: str | None, alone: str, processes: int) -> str | None:
+    """Said before a run whose request changes state and is also sent outside the window."""
+    method = (method or "GET").upper()
+    if method in SAFE_METHODS or alone != ALONE_SAME:
+        return None
+    return (
+        f"note: {method} is not a safe method, and the run sends it {processes} time(s) to "
+        "warm up, then 3-15 times alone (for the ideal) before the measured window: what "
+        "it changes (a deleted row, a created one) is changed before the run. "
+        "--alone 'GET /api/...' times another request alone; --alone none times none "
+        "(the ideal is then unknown)"
+    )
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -115,8 +146,11 @@ class RunSpec:
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    alone: str = ALONE_SAME  # what is sent before the run: the same request, "none", or
+    # another request "METHOD /path" (see alone_request)
 
     def __post_init__(self) -> None:
+        alone_request(self.alone)  # refuses a malformed one now
         if self.concurrency < 1:
             raise ValueError(
                 f"concurrency (requests in flight) must be >= 1, got {self.concurrency}"
@@ -152,11 +186,17 @@ class HttpTrigger:
     duration_s: float | None
     handle: RunHandle
     queue_batch: int | None = None
+    send_alone: Callable[[int], Awaitable[InvocationRecord]] | None = None  # another request
+    times_alone: bool = True  # False: no warm-up, no time alone (--alone none)
+    bound_name: str = "listener"  # no listener: queue_batch stays None
 
     async def invoke(self, index: int) -> InvocationRecord:
         # On Python < 3.12 wait_for can swallow a task.cancel() that lands as a result
         # arrives; the flag still stops the run at its next invocation.
         self.handle.check()
+        # Negative indices are the warm-up and the times alone (run.MeasuredRun.alone).
+        if index < 0 and self.send_alone is not None:
+            return await self.send_alone(index)
         return await self.send(index)
 
     async def before_window(self) -> None:
@@ -165,9 +205,15 @@ class HttpTrigger:
     async def drive(
         self, record: Callable[[InvocationRecord], None]
     ) -> tuple[list[InvocationRecord], float]:
-        return await closed_loop(
-            self.invoke, self.concurrency, self.requests, self.duration_s, record
-        )
+        try:
+            return await closed_loop(
+                self.invoke, self.concurrency, self.requests, self.duration_s, record
+            )
+        finally:  # a streaming sender's HTTP client closes on this loop
+            for send in (self.send, self.send_alone):
+                close = getattr(send, "aclose", None)
+                if close is not None:
+                    await close()
 
     def other_cpu_s(self) -> float:
         return 0.0
@@ -195,6 +241,7 @@ class Lab:
         self._hosts = HostCache()
         self._lock = threading.Lock()
         self._running: RunHandle | None = None
+        self._front: FrontEnd | None = None  # the host's HTTP front end, for req.url
         # Invocations timed alone, by what decides that time: the same request to the same
         # handler against the same upstream takes the same time alone whatever the thread
         # and process settings, so a sweep times it once (each run still adds its own).
@@ -213,6 +260,9 @@ class Lab:
             with contextlib.suppress(BaseException):  # its own error is not news here
                 self._running.result(timeout=10)
         self._hosts.close()
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         self.upstream.stop()
 
     # -- hosts ---------------------------------------------------------------------------
@@ -323,8 +373,27 @@ class Lab:
         ).measure()
         return RunResult(measured.summary, measured.records, measured.worker_stats)
 
+    @staticmethod
+    def _sender(
+        host: Host, function: str, request: HttpRequestFields, timeout: float
+    ) -> Callable[[int], Awaitable[InvocationRecord]]:
+        """Through the host; for an app that streams HTTP, its response over HTTP too."""
+        if host.streams_http and host.functions.get(function, {}).get("is_http"):
+            return StreamingSender(host, function, request, timeout)
+        return host_sender(host, function, request, timeout)
+
+    def _front_end(self, host: Host) -> FrontEnd:
+        """The HTTP front end of ``host`` (a new one when the host is new)."""
+        with self._lock:
+            if self._front is None or self._front.host is not host:
+                if self._front is not None:
+                    self._front.stop()
+                self._front = FrontEnd(host).start()
+            return self._front
+
     def _trigger(self, host: Host, handle: RunHandle, spec: RunSpec) -> HttpTrigger:
         prefix = DEFAULT_ROUTE_PREFIX if spec.handler is not None else route_prefix(self.app)
+        base = self._front_end(host).base  # req.url answers: a function may call itself
         function, request = plan_request(
             host.functions,
             prefix,
@@ -334,15 +403,34 @@ class Lab:
             spec.params,
             spec.headers,
             spec.body,
+            base,
         )
         info = host.function(function)
         if spec.upstream_delay_ms is not None:
             self.upstream.delay_ms = spec.upstream_delay_ms
         timeout = (host.timeout_s or DEFAULT_TIMEOUT_S) + 5.0
+        other = alone_request(spec.alone)
+        send_alone = None
+        if other is not None:
+            alone_function, alone_fields = plan_request(
+                host.functions,
+                prefix,
+                None,
+                other[0],
+                other[1],
+                spec.params,
+                spec.headers,
+                base=base,
+            )
+            send_alone = self._sender(host, alone_function, alone_fields, timeout)
+            request_alone = repr((alone_function, replace(alone_fields, url="")))
+        else:
+            # Not its URL: the front end's port differs from host to host, the time does not.
+            request_alone = repr(replace(request, url=""))
         alone_key = (
             function,
             spec.handler,
-            repr(request),
+            request_alone,
             self.upstream.delay_ms,
             self.upstream.jitter_ms,
             spec.workers.cpu_affinity,
@@ -353,8 +441,10 @@ class Lab:
             info.is_async,
             spec.concurrency,
             alone_key,
-            host_sender(host, function, request, timeout),
+            self._sender(host, function, request, timeout),
             spec.requests,
             spec.duration_s,
             handle,
+            send_alone=send_alone,
+            times_alone=spec.alone != ALONE_NONE,
         )

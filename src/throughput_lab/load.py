@@ -15,6 +15,7 @@ import aiohttp
 from yarl import URL
 
 from .host import Host, WorkerDiedError
+from .http_streaming import client_session, forward
 from .invocation import HttpRequestFields, InvocationRecord, clock
 
 Send = Callable[[int], Awaitable[InvocationRecord]]
@@ -38,6 +39,63 @@ def host_sender(
             )
 
     return send
+
+
+class StreamingSender:
+    """Invocations of an app that streams HTTP (``http_streaming``): the host sends the
+    invocation, forwards the request to the chosen worker's web server, and reads the
+    response as it comes: the record's ``first_byte`` and, at the last byte, ``completed``.
+    Call ``aclose()`` when done (it closes the HTTP client, on the run's loop)."""
+
+    def __init__(
+        self, host: Host, function: str, request: HttpRequestFields, timeout_s: float | None
+    ) -> None:
+        self.host, self.function, self.request, self.timeout_s = host, function, request, timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, index: int) -> InvocationRecord:
+        if self._session is None:
+            self._session = client_session()
+        dispatched = clock()
+        first: list[float] = []  # when the first body byte came, if it did
+        try:
+            return await asyncio.wait_for(self._stream(self._session, first), self.timeout_s)
+        except (WorkerDiedError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            why = str(exc) or f"no reply within {self.timeout_s:g} s"
+            if first and isinstance(exc, asyncio.TimeoutError):
+                why = (
+                    f"the streamed response had not ended after {self.timeout_s:g} s (its "
+                    f"first byte came after {(first[0] - dispatched) * 1e3:.0f} ms): bench "
+                    "times whole responses, and an endless stream never ends"
+                )
+            return InvocationRecord(
+                index,
+                self.function,
+                dispatched=dispatched,
+                completed=clock(),
+                status=500,
+                error=why,
+            )
+
+    async def _stream(self, session: aiohttp.ClientSession, first: list[float]) -> InvocationRecord:
+        record = self.host.new_record(self.function)
+        future = self.host.invoke(self.function, self.request, record)
+        uri = self.host.http_uri(record.worker)
+        status, _, body = await forward(session, uri, self.request, record.invocation_id)
+        async for chunk in body:
+            if chunk and not first:
+                first.append(clock())
+        last = clock()
+        done, _ = await asyncio.wrap_future(future)
+        done.first_byte, done.completed, done.status = (first or [0.0])[0], last, status
+        if status >= 400 and not done.error:
+            done.error = f"HTTP {status}"
+        return done
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 REDIRECTS = (301, 302, 303, 307, 308)

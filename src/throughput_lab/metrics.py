@@ -10,7 +10,12 @@ every limit the worker model puts on a run, each "so many at once / seconds each
   time each invocation uses there;
 - the CPU: the cores free during the run / CPU seconds each invocation's code needs;
 - a queue trigger's listener (host.json ``extensions.queues``): batchSize +
-  newBatchThreshold messages at once per instance / the time each takes.
+  newBatchThreshold messages at once per instance / the time each takes;
+- a Service Bus listener: maxConcurrentCalls messages at once per instance (with
+  sessions: the sessions held, one message at a time each) / the time each takes;
+- an Event Hubs listener: one invocation at a time per partition, so the partitions /
+  the time one batch takes.
+Each listener's bound carries its own name (``bound_name``), so a run it holds back says so.
 
 What each invocation needs (``Demand``) is measured on invocations run alone, and in the
 run itself where it was lower (a machine is never faster alone than under load by
@@ -40,6 +45,25 @@ def latency_percentiles(latencies: Sequence[float]) -> dict[str, float]:
     """p50, p95, p99 and max, as the CLI's JSON and every summary line give them."""
     quantiles = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
     return {name: percentile(latencies, q) for name, q in quantiles}
+
+
+def most_at_once(records: Sequence[InvocationRecord]) -> int:
+    """The most invocations whose user code ran at the same time in any one worker process.
+
+    Against the article's "a host instance can process only one invocation at a time": a
+    pool of threads, or one event loop awaiting, runs many.
+    """
+    events: dict[int, list[tuple[float, int]]] = {}
+    for r in records:
+        if r.started and r.ended:
+            events.setdefault(r.pid, []).extend(((r.started, 1), (r.ended, -1)))
+    most = 0
+    for timeline in events.values():
+        now = 0
+        for _, step in sorted(timeline):  # an end sorts before a start at the same instant
+            now += step
+            most = max(most, now)
+    return most
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -100,10 +124,11 @@ class Demand:
         processes: int,
         pool_threads: int | None,
         cores: float,
-        queue_batch: int | None = None,
+        queue_batch: float | None = None,
+        bound_name: str = "queue batch",
     ) -> Ideal:
         """The ideal for this demand: ``pool_threads`` per process for ``def``, else None;
-        ``queue_batch`` the most messages a queue listener runs at once."""
+        ``queue_batch`` the most a trigger's listener runs at once, named ``bound_name``."""
         return ideal_throughput(
             concurrency,
             self.service_s,
@@ -117,6 +142,7 @@ class Demand:
             executor_s=self.executor_s,
             spread=self.spread,
             queue_batch=queue_batch,
+            bound_name=bound_name,
         )
 
 
@@ -141,7 +167,8 @@ def ideal_throughput(
     executor_threads: int | None = None,
     executor_s: float = 0.0,
     spread: float = 0.0,
-    queue_batch: int | None = None,
+    queue_batch: float | None = None,
+    bound_name: str = "queue batch",
 ) -> Ideal:
     """The least of every limit on C in flight (see the module's docstring).
 
@@ -160,7 +187,7 @@ def ideal_throughput(
     if cores and cpu_s > 0:
         bounds["CPU cores"] = cores / cpu_s
     if queue_batch is not None:
-        bounds["queue batch"] = queue_batch / service_s
+        bounds[bound_name] = queue_batch / service_s
     bottleneck = min(bounds, key=lambda k: bounds[k])
     rps = bounds[bottleneck]
     return Ideal(rps, bottleneck, bounds, rps * spread)
@@ -220,9 +247,14 @@ class Summary:
     lab_process_busy: float = 0.0  # cores' worth the lab's own process (host, load) used
     transit_share: float = 0.0  # share of a request's time spent outside the worker's hands
     longest_step_ms: float = 0.0  # ``async def``: the longest the function held its loop
+    # Involuntary context switches of the worker processes per invocation: the OS taking a
+    # core from a process that could still run (more runnable processes than free cores).
+    switches_per_request: float = 0.0
     # The worker model that ran (None for a URL): e.g. "3.13.0" and "uvloop" on 3.13+.
     python: str | None = None
     event_loop: str | None = None
+    # A streamed response (HTTP streaming): dispatched -> its first body byte, percentiles.
+    first_byte_ms: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,8 +284,14 @@ class Summary:
             f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
             f"limit: {self.bottleneck}{held}), "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
-            f"{self.errors} errors - {self.settings_text()}{self.concurrency} in flight{cores}"
+            f"{self.first_byte_text()}{self.errors} errors - "
+            f"{self.settings_text()}{self.concurrency} in flight{cores}"
         )
+
+    def first_byte_text(self) -> str:
+        if not self.first_byte_ms:
+            return ""
+        return f"first byte p50 {self.first_byte_ms['p50']:.0f} ms, "
 
     def settings_text(self) -> str:
         if self.processes is None:
@@ -386,6 +424,7 @@ def summarize(
     cpu: CpuShare | None = None,
     loop_busy: float = 0.0,
     lab_process_busy: float = 0.0,
+    switches: int = 0,
 ) -> Summary:
     ok = [r for r in records if r.ok]
     latencies = [r.latency_ms for r in ok]
@@ -423,7 +462,10 @@ def summarize(
         lab_process_busy=lab_process_busy,
         transit_share=_transit_share(ok),
         longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
+        switches_per_request=switches / len(records) if records else 0.0,
     )
+    streamed = [r.first_byte_ms for r in ok if r.first_byte]
+    summary.first_byte_ms = latency_percentiles(streamed) if streamed else None
     _add_worker_stats(summary, worker_stats)
     if cpu is not None:
         _add_cpu_share(summary, cpu)

@@ -249,14 +249,28 @@ class RouteMatch:
     route_params: dict[str, str]
 
 
+def host_order(name: str) -> str:
+    """The host's order of functions: by name, ``StringComparer.OrdinalIgnoreCase`` (which
+    compares upper case: "getitem" comes before "get_item")."""
+    return name.upper()
+
+
 class Router:
-    """The host's route table for an app's HTTP functions, in the order they were indexed."""
+    """The host's route table for an app's HTTP functions, tried in the host's order.
+
+    The host maps each function's route in the order of its functions, which
+    ``FunctionMetadataManager`` sorts by name (OrdinalIgnoreCase), and the route collection
+    tries them in that order (azure-functions-host ``WebScriptHostHttpRoutesManager``,
+    azure-webjobs-sdk-extensions ``WebJobsRouteBuilder.Build``: no reordering, read at
+    commit 2e7550f, 2024-10-14): ``catalog/{id}`` of ``get_item`` takes ``catalog/health``
+    before a function named ``health`` is tried.
+    """
 
     def __init__(self, functions: Iterable[Mapping[str, Any]], prefix: str = "api") -> None:
         self.prefix = prefix.strip("/")
         self.routes: list[tuple[str, RouteTemplate, frozenset[str]]] = []
-        for info in functions:
-            if not info.get("is_http"):
+        for info in sorted(functions, key=lambda f: host_order(str(f["name"]))):
+            if not info.get("is_http") or info.get("error"):  # in error: never registered
                 continue
             template = RouteTemplate(self.path_template(info.get("route") or info["name"]))
             methods = frozenset(m.upper() for m in info.get("methods") or ())
@@ -324,8 +338,10 @@ def plan_request(
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
+    base: str = LOCAL_BASE,
 ) -> tuple[str, HttpRequestFields]:
-    """The function a request reaches and the fields the host would send it.
+    """The function a request reaches and the fields the host would send it (its URL on
+    ``base``: where the host's front end listens).
 
     With ``path`` (e.g. ``/v1/users/7``) the path is routed like the host; ``function``, if
     also given, must be the one it reaches. Without it, the function's own route is used,
@@ -336,6 +352,8 @@ def plan_request(
         if function is None:
             raise ValueError("name a function, or give a request path such as /api/name")
         info = functions.get(function)
+        if info is not None and info.get("error"):  # the host did not register it
+            raise ValueError(info["error"])
         if info is None or not info.get("is_http"):
             return function, HttpRequestFields(method=method or "GET", params=dict(params or {}))
         template = router.path_template(info.get("route") or function)
@@ -357,6 +375,6 @@ def plan_request(
         raise ValueError(f"no function answers {method} {split.path}: the host says 404{hint}")
     if function is not None and match.function != function:
         raise ValueError(f"{method} {split.path} reaches {match.function!r}, not {function!r}")
-    url = LOCAL_BASE + split.path + (f"?{urlencode(query)}" if query else "")
+    url = base + split.path + (f"?{urlencode(query)}" if query else "")
     fields = host_request(method, url, (headers or {}).items(), body, match.route_params)
     return match.function, fields

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import threading
 import time
@@ -58,7 +59,8 @@ class Trigger(Protocol):
     function: str
     is_async: bool
     concurrency: int  # work in flight the load allows (requests; a queue's messages)
-    queue_batch: int | None  # a listener's cap on messages at once, if it has one
+    queue_batch: float | None  # a listener's cap on invocations at once, if it has one
+    bound_name: str  # that cap's name in the ideal's bounds (e.g. "queue batch")
     alone_key: Hashable  # what decides the time alone: equal keys share one timing
 
     async def invoke(self, index: int) -> InvocationRecord:
@@ -232,6 +234,12 @@ def busiest_loop(before: list[WorkerStats], after: list[WorkerStats], elapsed_s:
     return max(busy, default=0.0) / elapsed_s if elapsed_s > 0 else 0.0
 
 
+def involuntary_switches(before: list[WorkerStats], after: list[WorkerStats]) -> int:
+    """Context switches the OS forced on the worker processes during the window."""
+    start = {s.worker: s.involuntary_switches for s in before}
+    return sum(max(0, s.involuntary_switches - start.get(s.worker, 0)) for s in after)
+
+
 @dataclass
 class MeasuredRun:
     """One run of ``trigger`` through ``host``: warm-up, time alone, the metered window."""
@@ -245,6 +253,8 @@ class MeasuredRun:
 
     def ideal(self, demand: Demand, cores: float) -> Ideal:
         if not demand.samples:
+            if not getattr(self.trigger, "times_alone", True):
+                return Ideal(0.0, "unknown: nothing was timed alone (alone='none')")
             return Ideal(0.0, "unknown: the function failed when run alone")
         return demand.ideal(
             concurrency=self.trigger.concurrency,
@@ -252,10 +262,14 @@ class MeasuredRun:
             pool_threads=None if self.trigger.is_async else self.host.threads,
             cores=cores,
             queue_batch=self.trigger.queue_batch,
+            bound_name=self.trigger.bound_name,
         )
 
     async def alone(self) -> list[InvocationRecord]:
-        """Warm-up (imports, first connections; not timed), then the times alone."""
+        """Warm-up (imports, first connections; not timed), then the times alone; neither
+        for a trigger that says it must not be sent outside the window (``times_alone``)."""
+        if not getattr(self.trigger, "times_alone", True):
+            return []
         for i in range(self.host.processes):
             await self.trigger.invoke(-1 - i)
         alone = self.alone_cache.get(self.trigger.alone_key)
@@ -285,7 +299,7 @@ class MeasuredRun:
             function=self.trigger.function,
             processes=self.host.processes,
             threads=self.host.threads,
-            concurrency=self.trigger.queue_batch or self.trigger.concurrency,
+            concurrency=math.ceil(self.trigger.queue_batch or self.trigger.concurrency),
             elapsed_s=elapsed,
             startup_s=self.host.startup_s,
             ideal=self.handle.ideal,
@@ -296,6 +310,7 @@ class MeasuredRun:
             cpu=cpu,
             loop_busy=busiest_loop(before, after, elapsed),
             lab_process_busy=own_busy,
+            switches=involuntary_switches(before, after),
         )
         summary.limited_by = self.trigger.explain(summary) or summary.limited_by
         return Measured(summary, records, after)

@@ -15,6 +15,7 @@ HEADER_TIMEOUT_S; a malformed request is one line on stderr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import sys
@@ -22,9 +23,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
+from .broker_bench import drained_hint
 from .host import SIGNAL_SLICE_S, Host, WorkerDiedError
+from .http_streaming import client_session, forward
 from .invocation import HttpResponseFields, InvocationRecord, clock
 from .routing import DEFAULT_ROUTE_PREFIX, Router, host_request, route_prefix
 
@@ -32,6 +36,9 @@ ROUTE_PREFIX = f"/{DEFAULT_ROUTE_PREFIX}/"
 HEADER_TIMEOUT_S = 10.0
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 LINE_LIMIT = 200  # characters of a client's bytes an error line may echo
+CLIENT = web.AppKey("client", aiohttp.ClientSession)  # to the workers' web servers
+# Not relayed from the worker's web server: they describe that one connection.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 
 
 def _now() -> str:
@@ -109,6 +116,8 @@ def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
             await request.read(),
             match.route_params,
         )
+        if host.streams_http and host.functions[match.function].get("is_http"):
+            return await stream(request, match.function, fields, began)
         record: InvocationRecord | None = None
         try:
             future = host.invoke(match.function, fields)
@@ -124,6 +133,39 @@ def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
             answer.headers.add("Set-Cookie", cookie)
         return answer
 
+    async def stream(
+        request: web.Request, function: str, fields: Any, began: float
+    ) -> web.StreamResponse:
+        """HTTP streaming: forward to the worker's web server, relay each chunk as it comes."""
+        record = host.new_record(function)
+        future = host.invoke(function, fields, record)
+        session = app[CLIENT]
+        try:
+            status, headers, body = await forward(
+                session, host.http_uri(record.worker), fields, record.invocation_id
+            )
+        except aiohttp.ClientError as exc:
+            log_request(out, request.method, request.path, 502, (clock() - began) * 1e3, function)
+            return web.Response(status=502, text=f"{function}: the worker's web server: {exc}\n")
+        kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+        answer = web.StreamResponse(status=status, headers=kept)
+        await answer.prepare(request)
+        async for chunk in body:
+            await answer.write(chunk)
+        await answer.write_eof()
+        with contextlib.suppress(Exception):  # its record, for the console's lines
+            done, _ = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            record = done
+        ms = (clock() - began) * 1e3
+        log_request(out, request.method, request.path, status, ms, function, record)
+        return answer
+
+    async def client(app: web.Application) -> Any:
+        app[CLIENT] = client_session()
+        yield
+        await app[CLIENT].close()
+
+    app.cleanup_ctx.append(client)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -133,13 +175,18 @@ def function_lines(host: Host, base: str) -> list[str]:
     router = Router(host.functions.values(), route_prefix(host.app))
     lines = []
     for name, info in host.functions.items():
+        if info.get("error"):
+            lines.append(f"  {name}: in error, not run ({info['error']})")
+            continue
         if info["is_http"]:
             methods = ",".join(info["methods"])
             lines.append(f"  {name}: [{methods}] {base}{router.path_template(info['route'])}")
         else:
-            lines.append(f"  {name}: {info.get('trigger_type') or 'not HTTP'} (not run here)")
-        if info.get("unsupported"):
-            lines.append(f"    warning: {info['unsupported']}")
+            kind = info.get("trigger_type") or "not HTTP"
+            hint = drained_hint(kind, name) or "not run here"
+            lines.append(f"  {name}: {kind} ({hint})")
+        if info.get("load_error") or info.get("unsupported"):
+            lines.append(f"    warning: {info.get('load_error') or info['unsupported']}")
     return lines
 
 

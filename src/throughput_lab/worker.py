@@ -25,7 +25,8 @@ from typing import Any
 
 from .app_loader import FunctionInfo
 from .app_settings import THREAD_COUNT_SETTING, default_executor_threads, thread_count_from_setting
-from .bindings import arguments, shown_value
+from .bindings import arguments, output_bytes, shown_value
+from .http_streaming import HttpCoordinator, sync_route_params
 from .instrument import LoopLagProbe, MeteredExecutor, StepTimer
 from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
 from .invocation_logs import current_invocation, user_traceback
@@ -46,6 +47,9 @@ class Worker:
         self.lag = LoopLagProbe()
         self.default_executor = MeteredExecutor(default_executor_threads())
         self._loop: asyncio.AbstractEventLoop | None = None
+        # HTTP streaming (http_streaming): the web extension's base module and the
+        # coordinator that pairs invocations with the requests its web server received.
+        self.streaming: tuple[Any, HttpCoordinator] | None = None
 
     async def invoke(
         self, record: InvocationRecord, request: HttpRequestFields
@@ -55,20 +59,39 @@ class Worker:
         if self._loop is not loop:
             loop.set_default_executor(self.default_executor)
             self._loop = loop
-        req = request.to_request()  # decoded on the loop thread, as the worker does
-        kwargs, outs = arguments(fn, req, record.invocation_id)  # trigger, context, func.Out
+        streaming = self.streaming if fn.is_http else None
+        key = str(record.invocation_id)
+        try:
+            if streaming:  # the framework's request, from the worker's web server
+                req = await asyncio.wait_for(streaming[1].request(key), self.timeout_s)
+                sync_route_params(streaming[0], req, request.route_params)
+            else:
+                req = request.to_request()  # decoded on the loop thread, as the worker does
+        except asyncio.TimeoutError:
+            record.error = "the HTTP request for this invocation never reached the worker"
+            return HttpResponseFields(500, record.error.encode())
+        inputs = request.input_values() if hasattr(request, "input_values") else None
+        kwargs, outs = arguments(fn, req, record.invocation_id, inputs)  # and context, Out
         # This task's context: its logging and its default-executor time land on the record.
         current_invocation.set(record)
         record.submitted = clock()
         try:
-            if fn.unsupported:
-                raise RuntimeError(fn.unsupported)
+            if fn.unsupported or fn.error or fn.load_error:  # as the host replays a load error
+                raise RuntimeError(fn.load_error or fn.error or fn.unsupported)
             if fn.is_async:
                 call = self._run_async(fn, kwargs, record)
             else:
                 call = loop.run_in_executor(self.pool, self._run_sync, fn, kwargs, record)
             result = await asyncio.wait_for(call, self.timeout_s)
+            if streaming:  # the web server sends it (a StreamingResponse: chunk by chunk)
+                streaming[1].set_response(key, result)
+                return HttpResponseFields(int(getattr(result, "status_code", 200)))
             record.outputs = {name: shown_value(out.get()) for name, out in outs.items()}
+            blobs = {n for n, kind in fn.outputs if kind == "blob"}
+            record.output_data = {
+                n: output_bytes(out.get()) for n, out in outs.items() if n in blobs and out.get()
+            }
+            record.outputs.update({n: f"{len(b)} bytes" for n, b in record.output_data.items()})
             if fn.http_output != "$return":  # v1: the response set on an http output binding
                 record.outputs.pop(fn.http_output, None)
                 result = outs[fn.http_output].get()
@@ -81,6 +104,8 @@ class Worker:
             record.error = f"{type(exc).__name__}: {exc}"
             record.traceback = user_traceback(exc)
         record.ended = record.ended or clock()
+        if streaming:  # the waiting route raises it: the web server answers 500
+            streaming[1].set_response(key, RuntimeError(record.error))
         return HttpResponseFields(500, record.error.encode())
 
     async def _run_async(self, fn: FunctionInfo, kwargs: dict, record: InvocationRecord) -> Any:

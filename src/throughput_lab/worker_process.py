@@ -42,9 +42,24 @@ from .channel import (
     WorkerStats,
     dispatcher,
 )
+from .http_streaming import HttpCoordinator, extension_base, start_web_server
 from .invocation import HttpRequestFields, InvocationRecord
 from .invocation_logs import capture_logs
 from .worker import Worker
+
+
+def _involuntary_switches() -> int:
+    """Context switches the OS forced on this process so far, all its threads summed.
+
+    getrusage(RUSAGE_SELF) sums every thread (the pool's too); /proc/PID/status, which
+    psutil reads, counts the main thread only.
+    """
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
+    except ImportError:  # Windows: not reported
+        return 0
 
 
 def _memory() -> tuple[int, int]:
@@ -79,13 +94,17 @@ class Session:
             {Invoke: self.on_invoke, StatsRequest: self.on_stats, Stop: self.on_stop}
         )
 
-    def ready(self, functions: dict[str, FunctionInfo]) -> Ready:
+    def ready(
+        self, functions: dict[str, FunctionInfo], app_load_s: float = 0.0, http_uri: str = ""
+    ) -> Ready:
         return Ready(
             pid=os.getpid(),
             threads=self.worker.threads,
             functions=tuple(f.describe() for f in functions.values()),
             python=self.python,
             event_loop=self.event_loop,
+            http_uri=http_uri,
+            app_load_s=app_load_s,
         )
 
     def on_invoke(self, message: Invoke) -> None:
@@ -115,6 +134,7 @@ class Session:
                 rss_bytes=rss,
                 peak_rss_bytes=peak,
                 threads=threading.active_count(),
+                involuntary_switches=_involuntary_switches(),
                 python=self.python,
                 event_loop=self.event_loop,
             )
@@ -149,16 +169,31 @@ async def serve(
     functions: dict[str, FunctionInfo],
     timeout_s: float | None,
     app_settings: Mapping[str, str] = os.environ,
+    http_streaming: bool = False,
+    app_load_s: float = 0.0,
 ) -> None:
-    """Run invocations from ``conn`` until the host says stop or goes away."""
+    """Run invocations from ``conn`` until the host says stop or goes away.
+
+    ``http_streaming``: a worker process of an app folder streams HTTP when the app imported
+    a web extension; handlers from a notebook cell (a worker on a thread) never do."""
     loop = asyncio.get_running_loop()
     worker = Worker(functions, timeout_s, app_settings)
     worker.lag.start()
     session = Session(conn, worker, loop)
-    conn.send(session.ready(functions))
+    http_uri = ""
+    base = extension_base() if http_streaming else None
+    if base is not None:  # the app imported a web extension: HTTP streaming, as the worker
+        coordinator = HttpCoordinator()
+        http_uri = await start_web_server(base, coordinator)
+        worker.streaming = (base, coordinator)
+    conn.send(session.ready(functions, app_load_s, http_uri))
     try:
         # Reading on the loop's own thread avoids a GIL hand-off for every message.
         loop.add_reader(conn.fileno(), session.receive_ready)
+        # uvloop (libuv's uv_poll_init) makes the socket non-blocking; the channel reads and
+        # writes whole messages, and one larger than the socket's buffer (a blob's bytes)
+        # would then fail half-read with BlockingIOError and end the worker.
+        os.set_blocking(conn.fileno(), True)
     except NotImplementedError:  # Windows' proactor loop: a thread, like the worker's gRPC one
         threading.Thread(target=session.receive_on_thread, name="host-channel", daemon=True).start()
     try:
@@ -286,14 +321,18 @@ def main(argv: list[str] | None = None) -> None:
     watch_host(stdin)
     conn = connect_to_host(host, int(port), bytes.fromhex(key))
     conn.send(Hello(os.getpid()))
+    began = time.perf_counter()
     try:
-        functions = load_app(args.app)
+        functions = load_app(args.app)  # the app's imports: a cold start's share the app owns
     except AppLoadError as exc:
         conn.send(LoadError(str(exc)))
         conn.close()
         os._exit(0)
     try:
-        run_worker_loop(serve(conn, functions, args.timeout))
+        loaded_s = time.perf_counter() - began
+        run_worker_loop(
+            serve(conn, functions, args.timeout, app_load_s=loaded_s, http_streaming=True)
+        )
     except SystemExit as exc:
         exit_for(exc)
     # Stopped, or the channel closed (the host may be gone: no one else would end the group).

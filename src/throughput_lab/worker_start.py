@@ -78,10 +78,13 @@ class WorkerProcess:
 
 
 def app_settings_for_workers(
-    app_settings: Mapping[str, str], thread_setting: int | None
+    app_settings: Mapping[str, str],
+    thread_setting: int | None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """What a worker reads its app settings from: this environment, then the host's."""
-    settings = {**os.environ, **app_settings}
+    """What a worker reads its app settings from: this environment (with the app's
+    local.settings.json, as ``func start`` loads it), then the host's own."""
+    settings = {**(os.environ if environ is None else environ), **app_settings}
     if thread_setting is not None:
         settings[THREAD_COUNT_SETTING] = str(thread_setting)
     return settings

@@ -14,8 +14,8 @@ are skipped with the reason and the install command (``pytest -ra`` lists it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import oracle_driver as oracle
 import pytest
@@ -33,30 +33,19 @@ def need_runtime() -> None:
         pytest.skip(MISSING)
 
 
-class TablePrinter:
-    """Prints the side-by-side table in pytest's summary, whatever the outcome.
-
-    (A plugin registered here rather than a conftest.py: a second conftest module would
-    shadow ``tests/conftest.py`` for the ``from conftest import ...`` in other tests.)"""
-
-    def __init__(self, measured: list[oracle.Row]) -> None:
-        self.measured = measured
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        terminalreporter.section("fidelity oracle: engine vs Microsoft's dispatch code")
-        terminalreporter.write_line(oracle.format_table(self.measured))
-
-
 @pytest.fixture(scope="module")
-def rows(request: pytest.FixtureRequest) -> dict[str, oracle.Row]:
+def rows() -> dict[str, oracle.Row]:
     need_runtime()
-    measured = oracle.compare(CASES, host=True)
-    request.config.pluginmanager.register(TablePrinter(measured), "oracle-table")
-    return {row.case.key: row for row in measured}
+    return {row.case.key: row for row in oracle.compare(CASES, host=True)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
-def test_engine_agrees_with_microsoft(rows: dict[str, oracle.Row], case: oracle.Case) -> None:
+def test_engine_agrees_with_microsoft(
+    rows: dict[str, oracle.Row], case: oracle.Case, summary: Callable[[str], None]
+) -> None:
+    if case is CASES[0]:  # the side-by-side table, once, in the run's summary
+        table = oracle.format_table(list(rows.values()))
+        summary(f"fidelity oracle: engine vs Microsoft's dispatch code\n{table}")
     row = rows[case.key]
     assert row.microsoft_s is not None and row.ratio is not None
     detail = (

@@ -70,7 +70,10 @@ def find_queue_function(functions: dict[str, dict[str, Any]], name: str) -> Func
         known = ", ".join(sorted(queued)) or "none"
         what = "is not queue-triggered" if name in infos else "is unknown"
         raise AppLoadError(f"function {name!r} {what}; this app's queue functions: {known}")
-    return queued[name]
+    info = queued[name]
+    if info.error or info.load_error:  # e.g. a %QUEUE_NAME% with no app setting
+        raise AppLoadError(info.error or info.load_error or "")
+    return info
 
 
 @dataclass
@@ -157,6 +160,10 @@ class QueueTrigger:
     @property
     def queue_batch(self) -> int:
         return self.options.max_in_flight
+
+    @property
+    def bound_name(self) -> str:
+        return "queue batch"
 
     @property
     def alone_key(self) -> Hashable:

@@ -1,0 +1,5 @@
+"""Blob triggers and blob bindings on Azurite: ``BlobLab`` (see ``blob/lab.py``)."""
+
+from .lab import BlobDrainResult, BlobLab
+
+__all__ = ["BlobDrainResult", "BlobLab"]
