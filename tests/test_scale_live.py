@@ -72,11 +72,11 @@ def test_a_killed_instance_is_replaced_and_only_its_requests_fail(lab: ScaleLab)
     # 20 req/s x ~0.4 s = ~8 in flight over 3 always-ready instances of 4 slots each.
     live = lab.live(
         "sync_io", traffic, per_instance_concurrency=4, max_instances=3, always_ready=3,
-        scale_in_after_s=30, faults={4.0: 0},
+        scale_in_after_s=30, faults={4.0: -1},
     )  # fmt: skip
-    # What instance 0 held when it died (its 4 slots), and any request the router sent it
-    # in the moment before the first failure took it out of the rotation.
-    assert 1 <= live.failed <= 6
+    # What the busiest instance held when it died (its 4 slots), and any request the router
+    # sent it in the moment before the first failure took it out of the rotation.
+    assert 1 <= live.failed <= 6, (live.failed, live.errors)
     assert live.cold_starts >= 1  # its replacement
     after = [s for s in live.series if s.t_s > 4.0 + live.rules.startup_s + 2]
     assert after and max(s.instances for s in after) >= 3

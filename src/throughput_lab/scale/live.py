@@ -179,8 +179,12 @@ class LiveScaleOut:
             self.draining.remove(inst)
 
     def kill(self, index: int) -> None:
-        """SIGKILL instance ``index``'s host (its workers end with it): a fault to recover from."""
-        inst = next(i for i in self.instances if i.index == index)
+        """SIGKILL instance ``index``'s host (its workers end with it): a fault to recover
+        from. ``index`` -1: the instance holding the most requests now."""
+        if index < 0:
+            inst = max(self.instances, key=lambda i: i.busy)
+        else:
+            inst = next(i for i in self.instances if i.index == index)
         if inst.process is not None:
             inst.process.kill("killed by the lab")
 
