@@ -228,7 +228,9 @@ def _runs_so_far(panel: Any) -> int:
 
 
 @pytest.mark.parametrize(
-    "notebook", [NOTEBOOK, "notebooks/06_worker_processes.ipynb"], ids=["02", "06"]
+    "notebook",
+    [NOTEBOOK, "notebooks/06_worker_processes.ipynb", "notebooks/12_scaling_out.ipynb"],
+    ids=["02", "06", "12"],
 )
 def test_stop_and_kernel_interrupt_end_a_panel_run(
     jupyterlab: str, notebook: str, tmp_path: Path
@@ -279,8 +281,9 @@ def test_stop_and_kernel_interrupt_end_a_panel_run(
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 PANEL = re.compile(r"\b(\w*Panel)\(")
-# A panel's summary line, as ControlPanel and the queue panel print it: "... (ideal 12.3 ± ..."
-SUMMARY = re.compile(r"/s \(ideal [0-9.]+ ±")
+# A panel's summary line, as ControlPanel and the queue panel print it: "... (ideal 12.3 ± ...",
+# or as the scale panel prints it: "spike to 40 req/s for 20 s (live): up to 7 instances ..."
+SUMMARY = re.compile(r"/s \(ideal [0-9.]+ ±|req/s for [0-9.]+ s \(live\): up to \d+ instances")
 
 
 def panel_cells(path: Path) -> tuple[int, int] | None:

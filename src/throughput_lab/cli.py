@@ -1,4 +1,4 @@
-"""``python -m throughput_lab bench|sweep|serve|tune|locustfile``: the contract in docs/cli.md.
+"""``python -m throughput_lab bench|sweep|serve|tune|locustfile|scale``: see docs/cli.md.
 
 Bad input exits with status 2 and one line on stderr; Ctrl-C exits with 130 and leaves no
 worker process behind; neither prints a traceback.
@@ -306,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # The order here is the order --help lists them in.
-    for add in (_bench_parser, _sweep_parser, _tune_parser, _serve_parser, _locustfile_parser):
+    parsers = (_bench_parser, _sweep_parser, _tune_parser, _serve_parser, _locustfile_parser)
+    for add in (*parsers, _scale_parser):
         add(commands)
     return parser
 
@@ -370,6 +371,70 @@ def _locustfile_parser(commands: Any) -> None:
         "--key-vault-secret", help="Key Vault secret identifier of the function key"
     )
     locust.add_argument("--test-id", help="Azure Load Testing testId")
+
+
+def _scale_parser(commands: Any) -> None:
+    from .scale.controller import DEFAULT_MAX_INSTANCES, HIGHEST_MAX_INSTANCES
+    from .scale.traffic import SHAPES
+
+    scale = commands.add_parser(
+        "scale", help="scale a function out: simulate the platform's controller, or run it live"
+    )
+    _app_options(scale)
+    scale.add_argument("--function", help="function name (or give --path)")
+    request_options(scale)
+    scale.add_argument("--traffic", choices=SHAPES, required=True, help="the load's shape")
+    scale.add_argument(
+        "--peak-rps",
+        type=_number(0, 1_000_000, low_open=True),
+        required=True,
+        help="requests per second at the peak",
+    )
+    scale.add_argument(
+        "--duration",
+        type=_number(0, 86_400, low_open=True),
+        help="seconds of traffic (default: 600 simulated, 30 live)",
+    )
+    scale.add_argument(
+        "--per-instance-concurrency",
+        type=_concurrency,
+        default=1,
+        help="HTTP requests one instance holds at once (Flex's default for Python: 1)",
+    )
+    scale.add_argument(
+        "--max-instances",
+        type=_bounded_int(1, HIGHEST_MAX_INSTANCES),
+        default=DEFAULT_MAX_INSTANCES,
+        help=f"maximumInstanceCount, 1-{HIGHEST_MAX_INSTANCES} (default {DEFAULT_MAX_INSTANCES})",
+    )
+    scale.add_argument(
+        "--always-ready",
+        type=_bounded_int(0, HIGHEST_MAX_INSTANCES),
+        default=0,
+        help="always-ready instances (default 0)",
+    )
+    scale.add_argument(
+        "--startup-s",
+        type=_number(0, 600),
+        help="seconds before a new instance serves (default: this machine's measured "
+        "start-up + the allocation delay)",
+    )
+    scale.add_argument("--seed", type=int, default=1, help="the arrivals' random seed")
+    scale.add_argument("--live", action="store_true", help="run real instances on this machine")
+    scale.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}-{high}, got {value}")
+        return value
+
+    return parse
 
 
 def _processes(value: int | None, app: Path | None = None) -> int:
@@ -680,6 +745,46 @@ def cmd_locustfile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    from .scale.lab import ScaleLab
+    from .scale.traffic import Traffic
+
+    if not args.function and not args.path:
+        raise UsageError("scale needs --function NAME or --path /api/...")
+    processes = _processes(args.processes)
+    check_threads_flag(args.threads)
+    app = _app(args.app)
+    duration = args.duration or (30.0 if args.live else 600.0)
+    traffic = Traffic(args.traffic, args.peak_rps, duration)
+    request = request_kwargs(args)
+    with ScaleLab(
+        app, upstream_delay_ms=args.upstream_delay_ms, processes=processes, threads=args.threads
+    ) as lab:
+        settings = {
+            "per_instance_concurrency": args.per_instance_concurrency,
+            "max_instances": args.max_instances,
+            "always_ready": args.always_ready,
+        }
+        if args.live:
+            result = lab.live(
+                args.function,
+                traffic,
+                startup_s=args.startup_s,
+                seed=args.seed,
+                path=request["path"],
+                **settings,
+            )
+        else:
+            rules = lab.rules(args.startup_s, **settings)
+            result = lab.simulate(args.function, traffic, rules, seed=args.seed, **request)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(result.line())
+    return 0
+
+
 _stop_deadline = threading.Event()  # set once the first stop signal has armed the limit
 _bounded_stop = True  # False for a caller that runs main() in its own process
 
@@ -740,6 +845,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "serve": cmd_serve,
             "tune": cmd_tune,
             "locustfile": cmd_locustfile,
+            "scale": cmd_scale,
         }[args.command]
         return command(args)
     except (

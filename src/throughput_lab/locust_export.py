@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .learner_errors import LearnerError
 from .remote import KEY_VARIABLE
-from .supervisor import StopStep, SupervisedProcess
+from .supervisor import StopStep, SupervisedProcess, free_port
 
 KEY_HEADER = "x-functions-key"
 LOCUSTFILE = "locustfile.py"
@@ -384,6 +384,58 @@ def run_locust(
         last = proc.last_output() or f"exit status {proc.returncode}"
         raise RuntimeError(f"locust wrote no statistics: {last}")
     return read_locust_stats(csv_prefix, cpu_s)
+
+
+def run_locust_distributed(
+    locustfile: str | Path,
+    host: str,
+    users: int,
+    run_time_s: int,
+    csv_prefix: str | Path,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> LocustStats:
+    """Locust's distributed mode on this machine: a master and ``workers`` workers on
+    127.0.0.1 (as ``distributed_commands`` prints it for many machines). The master writes
+    the statistics; every process is stopped (its group killed) when the call ends."""
+    if not locust_installed():
+        raise LocustMissingError(INSTALL_HINT)
+    port = free_port()
+    base = [sys.executable, "-m", "locust", "-f", str(locustfile), "--loglevel", "WARNING"]
+    master_command = [
+        *base, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+        "--expect-workers", str(workers), "--headless", "--host", host, "-u", str(users),
+        "-r", str(10 * users), "-t", f"{run_time_s}s", "--reset-stats", "--csv",
+        str(csv_prefix), "--only-summary",
+    ]  # fmt: skip
+    worker_command = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    environment = {**os.environ, **(env or {})}
+    started: list[SupervisedProcess] = []
+    try:
+        master = SupervisedProcess(
+            master_command, environment, "locust-master", echo=False, stop_steps=STOP_STEPS
+        )
+        started.append(master)
+        for i in range(workers):
+            started.append(
+                SupervisedProcess(
+                    worker_command,
+                    environment,
+                    f"locust-worker-{i}",
+                    echo=False,
+                    stop_steps=STOP_STEPS,
+                )
+            )
+        timeout_s = run_time_s + 60  # the workers' start and their connecting, too
+        if not master.wait(timeout_s):
+            raise subprocess.TimeoutExpired(master_command, timeout_s)
+    finally:
+        for proc in started:
+            proc.stop()
+    stats_file = Path(f"{csv_prefix}_stats.csv")
+    if not stats_file.exists():
+        raise RuntimeError(f"locust wrote no statistics: {master.last_output() or 'nothing'}")
+    return read_locust_stats(csv_prefix)
 
 
 # -- the commands for more load than this machine --------------------------------------------

@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .supervisor import StopStep, SupervisedProcess, answers, free_port
@@ -34,6 +34,30 @@ STOP_STEPS: tuple[StopStep, ...] = ((signal.SIGINT, 20.0),)
 OUTPUT_LINES = 20  # of serve's output, kept for the error when it stops before answering
 
 
+def start_serve(
+    app: str | Path,
+    port: int,
+    processes: int = 1,
+    threads: int | None = None,
+    upstream_delay_ms: float = 100.0,
+    on_exit: Callable[[SupervisedProcess], None] | None = None,
+) -> SupervisedProcess:
+    """Start ``serve`` for ``app`` on ``port`` (it answers once its workers are ready)."""
+    args = ["--app", str(app), "--port", str(port), "--processes", str(processes)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    args += ["--upstream-delay-ms", str(upstream_delay_ms)]
+    return SupervisedProcess(
+        [sys.executable, "-c", _SERVE, *args],
+        worker_environment(os.environ),  # the same throughput_lab as this one
+        "serve",
+        on_exit=on_exit,
+        echo=False,  # a line per request: shown only if it stops before answering
+        tail_lines=OUTPUT_LINES,
+        stop_steps=STOP_STEPS,
+    )
+
+
 @contextlib.contextmanager
 def served_locally(
     app: str | Path,
@@ -50,18 +74,7 @@ def served_locally(
     worker's default); ``upstream_delay_ms`` is how long UPSTREAM_URL takes to answer.
     """
     port = free_port()
-    args = ["--app", str(app), "--port", str(port), "--processes", str(processes)]
-    if threads is not None:
-        args += ["--threads", str(threads)]
-    args += ["--upstream-delay-ms", str(upstream_delay_ms)]
-    server = SupervisedProcess(
-        [sys.executable, "-c", _SERVE, *args],
-        worker_environment(os.environ),  # the same throughput_lab as this one
-        "serve",
-        echo=False,  # a line per request: shown only if it stops before answering
-        tail_lines=OUTPUT_LINES,
-        stop_steps=STOP_STEPS,
-    )
+    server = start_serve(app, port, processes, threads, upstream_delay_ms)
     try:
         late = f"serve did not start within {start_timeout_s:g} s"
         if not server.wait_ready(lambda: answers(port, 1.0), start_timeout_s, late):
