@@ -18,9 +18,10 @@ import ipywidgets as widgets
 
 from . import plots
 from .eventhubs.lab import EventHubLab, EventHubResult
-from .messaging_lab import DrainStopped, MessagingLab
+from .messaging_lab import DrainStopped
 from .panel import Panel, ThreadJob
 from .servicebus.lab import ServiceBusLab, ServiceBusResult
+from .trigger_lab import TriggerLab
 
 Result = ServiceBusResult | EventHubResult
 # name: (default, least, most, label), by the lab's trigger
@@ -59,7 +60,7 @@ class MessagingPanel(Panel):
 
     history: list[Result]
 
-    def __init__(self, lab: MessagingLab, function: str, messages: int = 160, **values: int):
+    def __init__(self, lab: TriggerLab, function: str, messages: int = 160, **values: int):
         self.lab, self.function, self.messages = lab, function, messages
         spec = EVENT_HUBS_SLIDERS if isinstance(lab, EventHubLab) else SERVICE_BUS_SLIDERS
         defaults = {name: values.get(name, default) for name, (default, *_) in spec.items()}

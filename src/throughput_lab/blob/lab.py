@@ -31,30 +31,23 @@ import asyncio
 import contextlib
 import io
 import json
-import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..app_loader import AppLoadError, FunctionInfo
-from ..app_settings import UPSTREAM_URL_SETTING, available_cores
+from ..app_settings import available_cores
 from ..azurite import Azurite
 from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..lab import DEFAULT_TIMEOUT_S, find_app, function_timeout_s
 from ..load import host_sender
 from ..metrics import Summary
 from ..run import (
-    HostCache,
-    MeasuredRun,
     RunHandle,
-    WorkerSettings,
     code_stamp,
-    start_on_thread,
-    wait_or_cancel,
 )
-from ..upstream import Upstream
+from ..trigger_lab import TriggerLab
 from .message import BlobFields, fill, path_values
 
 EVENT_GRID, CONTAINER_SCAN = "EventGrid", "LogsAndContainerScan"
@@ -177,7 +170,7 @@ class BlobTrigger:
             from azure.storage.blob.aio import BlobServiceClient
 
             self._service = BlobServiceClient.from_connection_string(
-                self.lab.azurite.connection_string
+                self.lab.storage.connection_string
             )
         return self._service
 
@@ -280,13 +273,13 @@ class BlobTrigger:
         return await sender(0)
 
     def other_cpu_s(self) -> float:
-        return self.lab.azurite.cpu_s()  # the emulator's CPU is the lab's too
+        return self.lab.storage.cpu_s()  # the emulator's CPU is the lab's too
 
     def explain(self, summary: Summary) -> str:
         return ""
 
 
-class BlobLab:
+class BlobLab(TriggerLab):
     """Azurite's blob service, the upstream and worker processes for blob-triggered functions."""
 
     def __init__(
@@ -296,54 +289,17 @@ class BlobLab:
         upstream_delay_ms: float = 100.0,
         timeout_s: float | None = None,
     ) -> None:
-        self.app = Path(app) if app is not None else find_app()
-        if not self.app.is_dir():
-            raise AppLoadError(f"function app folder not found: {app}")
-        self.timeout_s = timeout_s or function_timeout_s(self.app) or DEFAULT_TIMEOUT_S
-        self.azurite = Azurite(service="blob")
-        self.upstream = Upstream(upstream_delay_ms)
-        self._hosts = HostCache()
-        self._cancel = threading.Event()
-        self._alone: dict[Hashable, list[InvocationRecord]] = {}
-
-    def __enter__(self) -> BlobLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> BlobLab:
-        try:
-            self.azurite.start()
-            self.upstream.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def close(self) -> None:
-        """Stop the workers, Azurite and the upstream. Safe to call twice."""
-        self._cancel.set()
-        self._hosts.close()
-        self.azurite.close()
-        self.upstream.stop()
-
-    def host(self, processes: int, threads: int | None) -> Host:
-        workers = WorkerSettings(processes, threads)
-        settings = {
-            UPSTREAM_URL_SETTING: self.upstream.url,
-            "AzureWebJobsStorage": self.azurite.connection_string,
-        }
-        return self._hosts.get(
-            workers,
-            lambda: Host(
-                self.app,
-                processes=workers.processes,
-                threads=workers.threads,
-                timeout_s=self.timeout_s,
-                app_settings=settings,
-            ),
+        super().__init__(
+            app,
+            upstream_delay_ms=upstream_delay_ms,
+            timeout_s=timeout_s,
+            azurite=Azurite(service="blob"),
         )
+
+    @property
+    def storage(self) -> Azurite:
+        assert self.azurite is not None
+        return self.azurite
 
     def drain(
         self,
@@ -357,7 +313,7 @@ class BlobLab:
         """Upload ``blobs`` images to the trigger's container and run them all."""
         if blobs < 1:
             raise ValueError(f"blobs must be >= 1, got {blobs}")
-        self._cancel.clear()
+        self.prepare(None)
         self.start()
         host = self.host(processes, threads)
         info = find_blob_function(host.functions, function)
@@ -365,20 +321,16 @@ class BlobLab:
         trigger = BlobTrigger(
             self, host, info, blobs, max_parallelism(self.app), image or sample_image(), handle
         )
-
-        async def run() -> BlobDrainResult:
-            handle.attach()
-            measured = await MeasuredRun(
-                host, trigger, self.upstream, handle, self._alone
-            ).measure()
-            return BlobDrainResult(
+        return self.measure(
+            host,
+            trigger,
+            handle,
+            lambda measured: BlobDrainResult(
                 measured.summary,
                 info.blob_source or CONTAINER_SCAN,
                 trigger.container,
                 blobs,
                 trigger.written,
                 trigger.scans,
-            )
-
-        start_on_thread(handle, run, handle.future.set_exception)
-        return wait_or_cancel(handle, self._cancel.set)
+            ),
+        )

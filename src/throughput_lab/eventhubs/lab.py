@@ -19,10 +19,11 @@ from ..app_loader import FunctionInfo
 from ..host import Host
 from ..invocation import InvocationRecord, clock
 from ..load import host_sender
-from ..messaging_lab import DrainStopped, MessagingLab, find_triggered
+from ..messaging_lab import DrainStopped, find_triggered
 from ..metrics import Summary, latency_percentiles
 from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
+from ..trigger_lab import TriggerLab
 from .broker import CheckpointStore, EventHub
 from .listener import EventHubListener, EventHubOptions, EventHubSettingError, EventRecord
 from .message import EventBatchFields, EventFields
@@ -223,7 +224,7 @@ class EventHubTrigger:
         )
 
 
-class EventHubLab(MessagingLab):
+class EventHubLab(TriggerLab):
     """Event Hubs-triggered functions on an in-process event hub, run by real workers."""
 
     def drain(

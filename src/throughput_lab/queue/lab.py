@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,24 +22,17 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 
 from ..app_loader import AppLoadError, FunctionInfo
-from ..app_settings import UPSTREAM_URL_SETTING
 from ..azurite import Azurite
 from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..lab import DEFAULT_TIMEOUT_S, find_app, function_timeout_s
 from ..load import host_sender
 from ..metrics import EXPLAIN_BELOW, SATURATED, Summary, latency_percentiles
 from ..run import (
-    HostCache,
     Measured,
-    MeasuredRun,
     RunHandle,
-    WorkerSettings,
     code_stamp,
-    start_on_thread,
-    wait_or_cancel,
 )
-from ..upstream import Upstream
+from ..trigger_lab import TriggerLab
 from .listener import (
     MessageRecord,
     QueueListener,
@@ -218,7 +210,7 @@ class QueueTrigger:
 
     def other_cpu_s(self) -> float:
         # Azurite's CPU is the lab's too (in Azure the queue service runs elsewhere).
-        return self.lab.azurite.cpu_s()
+        return self.lab.storage.cpu_s()
 
     def explain(self, summary: Summary) -> str:
         """The listener's waves, when they (and not the CPU) kept messages from the worker."""
@@ -278,7 +270,7 @@ def listener_shortfall(summary: Summary, options: QueuesOptions, busy: float) ->
     )
 
 
-class QueueLab:
+class QueueLab(TriggerLab):
     """Azurite, the upstream and worker processes for queue-triggered functions."""
 
     def __init__(
@@ -288,28 +280,18 @@ class QueueLab:
         upstream_delay_ms: float = 100.0,
         timeout_s: float | None = None,
     ) -> None:
-        self.app = Path(app) if app is not None else find_app()
-        if not self.app.is_dir():
-            raise AppLoadError(f"function app folder not found: {app}")
-        self.timeout_s = timeout_s or function_timeout_s(self.app) or DEFAULT_TIMEOUT_S
-        self.azurite = Azurite()
-        self.upstream = Upstream(upstream_delay_ms)
-        self._hosts = HostCache()
-        self._cancel = threading.Event()
-        self._closed = False
-        self._alone: dict[Hashable, list[InvocationRecord]] = {}
+        super().__init__(
+            app, upstream_delay_ms=upstream_delay_ms, timeout_s=timeout_s, azurite=Azurite()
+        )
 
-    def __enter__(self) -> QueueLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @property
+    def storage(self) -> Azurite:
+        assert self.azurite is not None
+        return self.azurite
 
     def start(self) -> QueueLab:
-        self._closed = False  # a closed lab may be started again (the panel's Run does)
+        super().start()
         try:
-            self.azurite.start()
-            self.upstream.start()
             self._warm_up()
         except BaseException:
             self.close()
@@ -319,46 +301,13 @@ class QueueLab:
     def _warm_up(self, messages: int = 64) -> None:
         """Send, receive and delete a few messages: Node compiles Azurite's code paths on
         first use, which would otherwise slow the first drain alone."""
-        queue, _ = queue_clients(self.azurite.connection_string, "warm-up", QueuesOptions())
+        queue, _ = queue_clients(self.storage.connection_string, "warm-up", QueuesOptions())
         queue.create_queue()
         _enqueue(queue, messages, 0)
         for _ in range(messages // 32):
             for message in next(queue.receive_messages(messages_per_page=32).by_page()):
                 queue.delete_message(message.id, message.pop_receipt)
         queue.delete_queue()
-
-    def close(self) -> None:
-        """Stop the workers, Azurite and the upstream. Safe to call twice."""
-        self._closed = True
-        self._cancel.set()
-        self._hosts.close()
-        self.azurite.close()
-        self.upstream.stop()
-
-    def cancel(self) -> None:
-        """Stop a drain in progress (e.g. the panel's Stop button)."""
-        self._cancel.set()
-
-    def cancelled(self) -> bool:
-        return self._cancel.is_set() and not self._closed
-
-    def host(self, processes: int, threads: int | None) -> Host:
-        """Worker processes for these settings; kept until the settings change."""
-        workers = WorkerSettings(processes, threads)
-        settings = {
-            UPSTREAM_URL_SETTING: self.upstream.url,
-            "AzureWebJobsStorage": self.azurite.connection_string,
-        }
-        return self._hosts.get(
-            workers,
-            lambda: Host(
-                self.app,
-                processes=workers.processes,
-                threads=workers.threads,
-                timeout_s=self.timeout_s,
-                app_settings=settings,
-            ),
-        )
 
     def drain(
         self,
@@ -386,9 +335,7 @@ class QueueLab:
             new_batch_threshold=new_batch_threshold,
             max_dequeue_count=max_dequeue_count,
         )
-        self._cancel.clear()
-        if upstream_delay_ms is not None:
-            self.upstream.delay_ms = upstream_delay_ms
+        self.prepare(upstream_delay_ms)
         host = self.host(processes, threads)
         info = find_queue_function(host.functions, function)
         handle = RunHandle(messages)
@@ -396,21 +343,12 @@ class QueueLab:
         trigger = QueueTrigger(
             self, host, info, options, queues, messages, bad_messages, timeout_s, handle, on_done
         )
-
-        async def run() -> DrainResult:
-            handle.attach()
-            measured = await MeasuredRun(
-                host, trigger, self.upstream, handle, self._alone
-            ).measure()
-            return await asyncio.to_thread(trigger.result, measured)
-
-        start_on_thread(handle, run, handle.future.set_exception)
-        return wait_or_cancel(handle, self._cancel.set)
+        return self.measure(host, trigger, handle, trigger.result)
 
     def _empty_queues(self, info: FunctionInfo, options: QueuesOptions) -> tuple[Any, Any]:
         """The function's queue and its poison queue, created if need be, emptied."""
         assert info.queue is not None
-        queue, poison = queue_clients(self.azurite.connection_string, info.queue, options)
+        queue, poison = queue_clients(self.storage.connection_string, info.queue, options)
         for client in (queue, poison):  # an empty queue for every drain
             with contextlib.suppress(ResourceExistsError):
                 client.create_queue()

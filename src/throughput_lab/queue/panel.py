@@ -47,7 +47,7 @@ def in_flight(results: dict[str, DrainResult], ax: Any = None) -> Any:
 
 def lab_running(lab: QueueLab) -> bool:
     """Whether the lab's Azurite and upstream are up (not closed, as at the notebook's end)."""
-    return lab.azurite.running and bool(lab.upstream.port)
+    return lab.azurite is not None and lab.azurite.running and bool(lab.upstream.port)
 
 
 class QueuePanel(Panel):

@@ -18,10 +18,11 @@ from ..app_loader import FunctionInfo
 from ..host import Host
 from ..invocation import InvocationRecord, clock
 from ..load import host_sender
-from ..messaging_lab import DrainStopped, MessagingLab, find_triggered
+from ..messaging_lab import DrainStopped, find_triggered
 from ..metrics import EXPLAIN_BELOW, Summary, latency_percentiles
 from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
+from ..trigger_lab import TriggerLab
 from .broker import DEFAULT_MAX_DELIVERY_COUNT, ServiceBusQueue
 from .listener import MessageRecord, ServiceBusListener, ServiceBusOptions, ServiceBusSettingError
 from .message import ServiceBusBatchFields, ServiceBusMessageFields
@@ -302,7 +303,7 @@ class ServiceBusTrigger:
         )
 
 
-class ServiceBusLab(MessagingLab):
+class ServiceBusLab(TriggerLab):
     """Service Bus-triggered functions on an in-process queue entity, run by real workers."""
 
     def drain(

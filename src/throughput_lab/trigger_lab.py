@@ -1,0 +1,140 @@
+"""What every lab of a non-HTTP trigger holds, whatever drives it: a queue on Azurite, a
+blob container, an emulated Service Bus or event hub.
+
+``TriggerLab`` owns the slow upstream the handlers call, the worker processes (a ``Host``
+per setting, kept across runs), the times alone and, where the trigger needs storage,
+Azurite. A subclass adds its trigger's ``drain`` and hands a ``run.Trigger`` to
+``measure``, which runs the one measured run (``run.MeasuredRun``) on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import TypeVar
+
+from .app_loader import AppLoadError
+from .app_settings import UPSTREAM_URL_SETTING
+from .azurite import Azurite
+from .host import Host
+from .invocation import InvocationRecord
+from .lab import DEFAULT_TIMEOUT_S, find_app, function_timeout_s
+from .run import (
+    HostCache,
+    Measured,
+    MeasuredRun,
+    RunHandle,
+    Trigger,
+    WorkerSettings,
+    start_on_thread,
+    wait_or_cancel,
+)
+from .upstream import Upstream
+
+R = TypeVar("R")
+L = TypeVar("L", bound="TriggerLab")
+
+
+class TriggerLab:
+    """The upstream, worker processes and (``azurite``) storage emulator of a trigger's lab."""
+
+    def __init__(
+        self,
+        app: str | Path | None = None,
+        *,
+        upstream_delay_ms: float = 100.0,
+        timeout_s: float | None = None,
+        azurite: Azurite | None = None,
+    ) -> None:
+        self.app = Path(app) if app is not None else find_app()
+        if not self.app.is_dir():
+            raise AppLoadError(f"function app folder not found: {app}")
+        self.timeout_s = timeout_s or function_timeout_s(self.app) or DEFAULT_TIMEOUT_S
+        self.azurite = azurite
+        self.upstream = Upstream(upstream_delay_ms)
+        self._hosts = HostCache()
+        self._cancel = threading.Event()
+        self._closed = False
+        self.alone: dict[Hashable, list[InvocationRecord]] = {}
+
+    def __enter__(self: L) -> L:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self: L) -> L:
+        """Start Azurite (if any) and the upstream; a closed lab may be started again (the
+        panel's Run does). What fails to start is stopped again."""
+        self._closed = False
+        try:
+            if self.azurite is not None:
+                self.azurite.start()
+            self.upstream.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop the workers, Azurite and the upstream. Safe to call twice."""
+        self._closed = True
+        self._cancel.set()
+        self._hosts.close()
+        if self.azurite is not None:
+            self.azurite.close()
+        self.upstream.stop()
+
+    def cancel(self) -> None:
+        """Stop a drain in progress (e.g. the panel's Stop button)."""
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set() and not self._closed
+
+    def app_settings(self) -> dict[str, str]:
+        """What the workers get: the upstream's URL, and Azurite as AzureWebJobsStorage."""
+        settings = {UPSTREAM_URL_SETTING: self.upstream.url}
+        if self.azurite is not None:
+            settings["AzureWebJobsStorage"] = self.azurite.connection_string
+        return settings
+
+    def host(self, processes: int, threads: int | None) -> Host:
+        """Worker processes for these settings; kept until the settings change."""
+        workers = WorkerSettings(processes, threads)
+        settings = self.app_settings()
+        return self._hosts.get(
+            workers,
+            lambda: Host(
+                self.app,
+                processes=workers.processes,
+                threads=workers.threads,
+                timeout_s=self.timeout_s,
+                app_settings=settings,
+            ),
+        )
+
+    def prepare(self, upstream_delay_ms: float | None) -> None:
+        """Before a drain: clear a past Stop, set the upstream's delay."""
+        self._cancel.clear()
+        if upstream_delay_ms is not None:
+            self.upstream.delay_ms = upstream_delay_ms
+
+    def measure(
+        self,
+        host: Host,
+        trigger: Trigger,
+        handle: RunHandle,
+        result: Callable[[Measured], R],
+    ) -> R:
+        """The one measured run of ``trigger``, on a thread of its own; Ctrl-C stops it."""
+
+        async def run() -> R:
+            handle.attach()
+            measured = await MeasuredRun(host, trigger, self.upstream, handle, self.alone).measure()
+            return await asyncio.to_thread(result, measured)
+
+        start_on_thread(handle, run, handle.future.set_exception)
+        return wait_or_cancel(handle, self._cancel.set)
