@@ -493,59 +493,75 @@ def bench_queue(args: argparse.Namespace, processes: int, app: Path) -> DrainRes
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.url:
-        if args.path:
-            raise UsageError("with --url, put the path in the URL; --path is for --app")
-        check_url(args.url)
-        request = request_kwargs(args)
-        asked = args.requests is not None or args.duration is not None
-        requests, duration = plan_remote_load(args.url, args.requests or 100, args.duration, asked)
-        on_record, bar = _progress(requests)
-        with bar:
-            summary = run_bench_url(
-                args.url,
-                args.concurrency,
-                requests,
-                duration,
-                on_record,
-                method=(args.method or "GET").upper(),
-                body=request["body"],
-                headers=request["headers"],
-            )
-        _emit(summary, args.json, sent_line(args, {**request, "path": args.url}))
-        return 0
+        return _bench_url(args)
     if args.blobs is not None:  # a blob-triggered function: drain a container
-        if not args.function:
-            raise UsageError("bench --blobs needs --function NAME (a blob-triggered function)")
-        app = _app(args.app)
-        from .blob import BlobLab
-
-        with BlobLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
-            drained = lab.drain(
-                args.function,
-                args.blobs,
-                processes=_processes(args.processes, app),
-                threads=check_threads_flag(args.threads),
-            )
-        print(json.dumps(drained.as_dict()) if args.json else drained.line())
-        return 0
+        return _bench_blobs(args)
     if args.messages is not None:  # a broker's trigger: drain its queue or event hub
-        if not args.function:
-            raise UsageError(
-                "bench --messages needs --function NAME (a queue-, Service Bus- or "
-                "Event Hubs-triggered function)"
-            )
-        if args.messages < 1:
-            raise UsageError(f"--messages must be >= 1, got {args.messages}")
-        app = _app(args.app)
-        processes = _processes(args.processes, app)
-        kind = trigger_of(app, args.function)
-        check_flags(args, kind)
-        if kind == STORAGE_QUEUE:
-            result = bench_queue(args, processes, app)
-        else:
-            result = bench_broker(args, processes, app, kind)
-        print(json.dumps(result.as_dict()) if args.json else result.line())
-        return 0
+        return _bench_messages(args)
+    return _bench_http(args)
+
+
+def _bench_url(args: argparse.Namespace) -> int:
+    if args.path:
+        raise UsageError("with --url, put the path in the URL; --path is for --app")
+    check_url(args.url)
+    request = request_kwargs(args)
+    asked = args.requests is not None or args.duration is not None
+    requests, duration = plan_remote_load(args.url, args.requests or 100, args.duration, asked)
+    on_record, bar = _progress(requests)
+    with bar:
+        summary = run_bench_url(
+            args.url,
+            args.concurrency,
+            requests,
+            duration,
+            on_record,
+            method=(args.method or "GET").upper(),
+            body=request["body"],
+            headers=request["headers"],
+        )
+    _emit(summary, args.json, sent_line(args, {**request, "path": args.url}))
+    return 0
+
+
+def _bench_blobs(args: argparse.Namespace) -> int:
+    if not args.function:
+        raise UsageError("bench --blobs needs --function NAME (a blob-triggered function)")
+    app = _app(args.app)
+    from .blob import BlobLab
+
+    with BlobLab(app, upstream_delay_ms=args.upstream_delay_ms, timeout_s=args.timeout) as lab:
+        drained = lab.drain(
+            args.function,
+            args.blobs,
+            processes=_processes(args.processes, app),
+            threads=check_threads_flag(args.threads),
+        )
+    print(json.dumps(drained.as_dict()) if args.json else drained.line())
+    return 0
+
+
+def _bench_messages(args: argparse.Namespace) -> int:
+    if not args.function:
+        raise UsageError(
+            "bench --messages needs --function NAME (a queue-, Service Bus- or "
+            "Event Hubs-triggered function)"
+        )
+    if args.messages < 1:
+        raise UsageError(f"--messages must be >= 1, got {args.messages}")
+    app = _app(args.app)
+    processes = _processes(args.processes, app)
+    kind = trigger_of(app, args.function)
+    check_flags(args, kind)
+    if kind == STORAGE_QUEUE:
+        result = bench_queue(args, processes, app)
+    else:
+        result = bench_broker(args, processes, app, kind)
+    print(json.dumps(result.as_dict()) if args.json else result.line())
+    return 0
+
+
+def _bench_http(args: argparse.Namespace) -> int:
     if not args.function and not args.path:
         raise UsageError(
             "bench needs --function NAME or --path /api/... (with --app), or --url URL"
