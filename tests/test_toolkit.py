@@ -361,7 +361,7 @@ def test_each_notebook_has_one_exercise_module_and_each_exercise_a_solution():
             assert ex.name.startswith(f"{number}_") and ex.solution_path().is_file(), ex.name
             assert ex.solution_answer() is not None, ex.name
             names.append(ex.name)
-    assert len(names) == 12  # 00-08, 11 and 13; 04 has two
+    assert len(names) == 13  # 00-08, 11, 12 and 13; 04 has two
     assert sorted(p.stem for p in solutions.glob("*.py")) == sorted(names)
 
 
