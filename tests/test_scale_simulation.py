@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from throughput_lab.scale.controller import ScaleRules
 from throughput_lab.scale.queueing import mgc_wait_s, mmc_wait_s
 from throughput_lab.scale.service import ServiceTimes
-from throughput_lab.scale.simulation import simulate_requests
+from throughput_lab.scale.simulation import instances_apart, simulate_requests
 from throughput_lab.scale.traffic import SHAPES, Traffic
 
 pytestmark = pytest.mark.once
@@ -122,3 +123,20 @@ def test_a_queue_scales_by_target_based_scaling() -> None:
     assert at[290] == 7  # 100 in progress / 16, once the backlog is gone and scaled in
     assert result.rejected == 0  # messages wait in the queue
     assert max(s.oldest_wait_s for s in result.series) > 30
+
+
+def _counts(counts: list[int], step_s: float = 0.5) -> SimpleNamespace:
+    """A run's instance counts sampled every ``step_s`` (only what instances_apart reads)."""
+    return SimpleNamespace(
+        series=[SimpleNamespace(t_s=i * step_s, instances=n) for i, n in enumerate(counts)]
+    )
+
+
+def test_live_counts_are_judged_against_the_simulated_range_near_them() -> None:
+    sim = _counts([1, 1, 1, 7, 7, 7, 7, 7, 7])
+    # A step caught half-way on another clock phase is not apart; a steady miss is.
+    assert not instances_apart(_counts([1, 1, 5, 5, 7, 7, 7, 7, 7]), sim, 0.0, 1.0)
+    assert instances_apart(_counts([1, 1, 1, 7, 7, 7, 7, 4, 4]), sim, 0.0, 1.0) == [
+        (3.5, 4),
+        (4.0, 4),
+    ]

@@ -315,15 +315,16 @@ class _Model:
 def instances_apart(
     live: ScaleResult, sim: ScaleResult, after_s: float, slack_s: float
 ) -> list[tuple[float, int]]:
-    """The live samples after ``after_s`` whose instance count is more than one away from
-    every simulated count within ``slack_s`` of it (a decision interval: the two runs
-    decide once a second, each on its own clock). Each as (time, live count)."""
+    """The live samples after ``after_s`` whose instance count lies more than one outside
+    the range of the simulated counts within ``slack_s`` of it (a decision interval: the
+    two runs decide once a second, each on its own clock, so where the simulation stepped
+    from 1 to 7 the live run may have stopped at 5 on the way). Each as (time, live count)."""
     apart = []
     for a in live.series:
         if a.t_s <= after_s:
             continue
         near = [b.instances for b in sim.series if abs(b.t_s - a.t_s) <= slack_s]
-        if near and all(abs(a.instances - n) > 1 for n in near):
+        if near and not min(near) - 1 <= a.instances <= max(near) + 1:
             apart.append((round(a.t_s, 1), a.instances))
     return apart
 
