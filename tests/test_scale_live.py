@@ -60,9 +60,10 @@ def test_live_scale_out_matches_the_simulation(lab: ScaleLab) -> None:
     assert live.failed == 0 and live.rejected == 0, live.errors
     assert live.cold_starts == 6 and live.instances_max == 7
     warm = live.rules.startup_s + 1.0
-    # Within one instance of the simulation at every sample after warm-up, give or take
-    # one decision interval (the two decide once a second, each on its own clock).
-    assert not instances_apart(live, sim, warm, live.rules.decision_s)
+    # Within one instance of the simulation at every sample after warm-up, give or take two
+    # decision intervals: the two decide once a second, each on its own clock, and starting
+    # hosts takes CPU from the live run's load, so a live step can come a decision later.
+    assert not instances_apart(live, sim, warm, 2 * live.rules.decision_s)
     assert live.latency_ms(95) == pytest.approx(sim.latency_ms(95), rel=0.25)
 
 
