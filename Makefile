@@ -17,7 +17,7 @@ NOTEBOOK ?= notebooks/00_start_here.ipynb
 PYTEST_ARGS ?=
 # Two pytest workers (pytest-xdist), each taking a whole test file at a time: the notebooks
 # run one after another on one worker while the other runs the rest. The timing checks are
-# ratios built to hold with another program busy (README: "How the tests keep to time").
+# ratios built to hold with another program busy (README, under "On your machine").
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 VENV ?= .venv
 # The versions CI tests: the last azure-functions 1.x Python it defaults to, and the 3.13+ worker.
