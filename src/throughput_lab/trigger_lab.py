@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TypeVar
 
-from .app_loader import AppLoadError
+from .app_loader import AppLoadError, FunctionInfo
 from .app_settings import UPSTREAM_URL_SETTING
 from .azurite import Azurite
 from .host import Host
@@ -35,6 +35,21 @@ from .upstream import Upstream
 
 R = TypeVar("R")
 L = TypeVar("L", bound="TriggerLab")
+
+
+class FunctionTrigger:
+    """What ``run.Trigger`` asks of a drained function, read from its ``info``: its name and
+    whether it is ``async def``. A trigger's dataclass declares ``info`` itself."""
+
+    info: FunctionInfo
+
+    @property
+    def function(self) -> str:
+        return self.info.name
+
+    @property
+    def is_async(self) -> bool:
+        return self.info.is_async
 
 
 class TriggerLab:

@@ -47,7 +47,7 @@ from ..run import (
     RunHandle,
     code_stamp,
 )
-from ..trigger_lab import TriggerLab
+from ..trigger_lab import FunctionTrigger, TriggerLab
 from .message import BlobFields, fill, path_values
 
 EVENT_GRID, CONTAINER_SCAN = "EventGrid", "LogsAndContainerScan"
@@ -124,7 +124,7 @@ class BlobDrainResult:
 
 
 @dataclass
-class BlobTrigger:
+class BlobTrigger(FunctionTrigger):
     """A blob trigger's part of a measured run (``run.Trigger``)."""
 
     lab: BlobLab
@@ -138,14 +138,6 @@ class BlobTrigger:
     scans: int = 0
     bound_name: str = "maxDegreeOfParallelism"  # the bound it adds to the ideal, by name
     _service: Any = field(default=None, repr=False)
-
-    @property
-    def function(self) -> str:
-        return self.info.name
-
-    @property
-    def is_async(self) -> bool:
-        return self.info.is_async
 
     @property
     def concurrency(self) -> int:

@@ -23,7 +23,7 @@ from ..messaging_lab import DrainStopped, find_triggered
 from ..metrics import Summary, latency_percentiles
 from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
-from ..trigger_lab import TriggerLab
+from ..trigger_lab import FunctionTrigger, TriggerLab
 from .broker import CheckpointStore, EventHub
 from .listener import EventHubListener, EventHubOptions, EventHubSettingError, EventRecord
 from .message import EventBatchFields, EventFields
@@ -93,7 +93,7 @@ class EventHubResult:
 
 
 @dataclass
-class EventHubTrigger:
+class EventHubTrigger(FunctionTrigger):
     """Event Hubs' part of a measured run: events sent before the window, then one
     partition processor per partition runs them, one invocation at a time each."""
 
@@ -110,14 +110,6 @@ class EventHubTrigger:
     listener: EventHubListener | None = None
     began: float = 0.0
     enqueued: dict[tuple[int, int], float] = field(default_factory=dict)
-
-    @property
-    def function(self) -> str:
-        return self.info.name
-
-    @property
-    def is_async(self) -> bool:
-        return self.info.is_async
 
     @property
     def many(self) -> bool:

@@ -32,7 +32,7 @@ from ..run import (
     RunHandle,
     code_stamp,
 )
-from ..trigger_lab import TriggerLab
+from ..trigger_lab import FunctionTrigger, TriggerLab
 from .listener import (
     MessageRecord,
     QueueListener,
@@ -119,7 +119,7 @@ class DrainResult:
 
 
 @dataclass
-class QueueTrigger:
+class QueueTrigger(FunctionTrigger):
     """A queue's part of a measured run: the messages are enqueued before the window, then
     the host's listener drains them; the window ends with the last message done."""
 
@@ -136,14 +136,6 @@ class QueueTrigger:
     listener: QueueListener | None = None
     began: float = 0.0
     enqueued: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def function(self) -> str:
-        return self.info.name
-
-    @property
-    def is_async(self) -> bool:
-        return self.info.is_async
 
     @property
     def concurrency(self) -> int:

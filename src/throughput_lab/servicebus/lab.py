@@ -22,7 +22,7 @@ from ..messaging_lab import DrainStopped, find_triggered
 from ..metrics import EXPLAIN_BELOW, Summary, latency_percentiles
 from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
-from ..trigger_lab import TriggerLab
+from ..trigger_lab import FunctionTrigger, TriggerLab
 from .broker import DEFAULT_MAX_DELIVERY_COUNT, ServiceBusQueue
 from .listener import MessageRecord, ServiceBusListener, ServiceBusOptions, ServiceBusSettingError
 from .message import ServiceBusBatchFields, ServiceBusMessageFields
@@ -136,7 +136,7 @@ class ServiceBusResult:
 
 
 @dataclass
-class ServiceBusTrigger:
+class ServiceBusTrigger(FunctionTrigger):
     """Service Bus's part of a measured run: messages sent before the window, then the
     host's listener runs them; the window ends with the last message done."""
 
@@ -155,14 +155,6 @@ class ServiceBusTrigger:
     listener: ServiceBusListener | None = None
     began: float = 0.0
     enqueued: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def function(self) -> str:
-        return self.info.name
-
-    @property
-    def is_async(self) -> bool:
-        return self.info.is_async
 
     @property
     def concurrency(self) -> int:
