@@ -24,6 +24,7 @@ from throughput_lab.locust_export import locust_installed
 from throughput_lab.scale.controller import ScaleRules
 from throughput_lab.scale.lab import ScaleLab
 from throughput_lab.scale.live import LiveScaleOut
+from throughput_lab.scale.live_http import LiveHttp
 from throughput_lab.scale.simulation import instances_apart, simulate_requests
 from throughput_lab.scale.traffic import Traffic
 
@@ -119,10 +120,8 @@ def test_distributed_locust_against_the_live_scale_out_agrees_with_the_engine(
     rules = ScaleRules(
         per_instance_concurrency=4, max_instances=1, always_ready=3, scale_in_after_s=60
     )
-    scale_out = LiveScaleOut(
-        lab.app, rules, lab.service("sync_io", 1), "/api/sync_io", threads=8,
-        upstream_delay_ms=200.0,
-    )  # fmt: skip
+    http = LiveHttp(lab.app, rules, "/api/sync_io", threads=8, upstream_delay_ms=200.0)
+    scale_out = LiveScaleOut(rules, lab.service("sync_io", 1), http)
     plan = locust_export.scenario("http://127.0.0.1/api/sync_io", users=users)
     locustfile, _ = locust_export.write_load_test(plan, tmp_path)
 

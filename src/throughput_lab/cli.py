@@ -44,6 +44,7 @@ from .lab import ALONE_SAME, DEFAULT_TIMEOUT_S, Lab, alone_note, find_app, funct
 from .local_settings import LocalSettingsError, app_environment
 from .metrics import Summary
 from .queue.lab import DrainResult, QueueLab
+from .queue.listener import MAX_BATCH_SIZE
 from .remote import UnreachableError, check_url, plan_remote_load, run_bench_url
 from .upstream import Upstream
 
@@ -398,8 +399,24 @@ def _scale_parser(commands: Any) -> None:
     scale.add_argument(
         "--per-instance-concurrency",
         type=_concurrency,
-        default=1,
         help="HTTP requests one instance holds at once (Flex's default for Python: 1)",
+    )
+    scale.add_argument(
+        "--batch-size",
+        type=_bounded_int(1, MAX_BATCH_SIZE),
+        help="a queue-triggered function: host.json queues.batchSize (its value, else 16)",
+    )
+    scale.add_argument(
+        "--new-batch-threshold",
+        type=_bounded_int(0, 10_000),
+        help="a queue-triggered function: queues.newBatchThreshold (host.json's, else "
+        "batchSize / 2 x cores)",
+    )
+    scale.add_argument(
+        "--decision-s",
+        type=_number(0, 3600, low_open=True),
+        help="seconds between the controller's decisions (HTTP 1; a queue 30, the platform's "
+        "rate for non-HTTP triggers: give less for a short live run)",
     )
     scale.add_argument(
         "--max-instances",
@@ -772,33 +789,73 @@ def cmd_scale(args: argparse.Namespace) -> int:
     app = _app(args.app)
     duration = args.duration or (30.0 if args.live else 600.0)
     traffic = Traffic(args.traffic, args.peak_rps, duration)
-    request = request_kwargs(args)
+    queued = bool(args.function) and _queue_triggered(app, args.function)
+    _check_scale_flags(args, queued)
     with ScaleLab(
         app, upstream_delay_ms=args.upstream_delay_ms, processes=processes, threads=args.threads
     ) as lab:
-        settings = {
-            "per_instance_concurrency": args.per_instance_concurrency,
+        settings: dict[str, Any] = {
             "max_instances": args.max_instances,
             "always_ready": args.always_ready,
         }
-        if args.live:
-            result = lab.live(
-                args.function,
-                traffic,
-                startup_s=args.startup_s,
-                seed=args.seed,
-                path=request["path"],
-                **settings,
-            )
+        if args.decision_s is not None:
+            settings["decision_s"] = args.decision_s
+        if queued:
+            result = _scale_queue(args, lab, traffic, settings)
         else:
-            rules = lab.rules(args.startup_s, **settings)
-            result = lab.simulate(args.function, traffic, rules, seed=args.seed, **request)
+            settings["per_instance_concurrency"] = args.per_instance_concurrency or 1
+            result = _scale_http(args, lab, traffic, settings)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary))
     else:
         print(result.line())
     return 0
+
+
+def _queue_triggered(app: Path, function: str) -> bool:
+    from .app_loader import load_app
+
+    info = load_app(app).get(function)
+    return info is not None and info.queue is not None
+
+
+def _check_scale_flags(args: argparse.Namespace, queued: bool) -> None:
+    """Each trigger's own flags, refused with one line for the other."""
+    if queued and args.per_instance_concurrency is not None:
+        raise UsageError(
+            f"{args.function!r} is queue-triggered: an instance runs batchSize + "
+            "newBatchThreshold messages at once; give --batch-size / --new-batch-threshold"
+        )
+    if not queued and (args.batch_size is not None or args.new_batch_threshold is not None):
+        raise UsageError("--batch-size and --new-batch-threshold are for queue-triggered functions")
+
+
+def _scale_http(args: argparse.Namespace, lab: Any, traffic: Any, settings: dict[str, Any]) -> Any:
+    request = request_kwargs(args)
+    if args.live:
+        return lab.live(
+            args.function,
+            traffic,
+            startup_s=args.startup_s,
+            seed=args.seed,
+            path=request["path"],
+            **settings,
+        )
+    rules = lab.rules(args.startup_s, **settings)
+    return lab.simulate(args.function, traffic, rules, seed=args.seed, **request)
+
+
+def _scale_queue(args: argparse.Namespace, lab: Any, traffic: Any, settings: dict[str, Any]) -> Any:
+    """A queue-triggered function: messages sent to its queue, target-based scaling."""
+    options = {"batch_size": args.batch_size, "new_batch_threshold": args.new_batch_threshold}
+    if args.live:
+        return lab.live_queue(
+            args.function, traffic, startup_s=args.startup_s, seed=args.seed, **options, **settings
+        )
+    return lab.simulate_queue(
+        args.function, traffic, startup_s=args.startup_s, seed=args.seed, **options, **settings
+    )
 
 
 _stop_deadline = threading.Event()  # set once the first stop signal has armed the limit

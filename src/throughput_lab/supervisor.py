@@ -80,8 +80,10 @@ class SupervisedProcess:
     """A child process in its own session, its output read, its exit watched.
 
     ``echo`` passes each output line on to this process's stderr, tagged; without it only
-    the last ``tail_lines`` are kept, for an error message. ``read_stdout=False`` discards
-    stdout and reads stderr alone. ``stop_steps`` are what ``stop`` tries before the kill.
+    the last ``tail_lines`` are kept, for an error message. ``on_line`` gets every line
+    too, on the reading thread (a child that reports to its keeper on stdout).
+    ``read_stdout=False`` discards stdout and reads stderr alone. ``stop_steps`` are what
+    ``stop`` tries before the kill.
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class SupervisedProcess:
         read_stdout: bool = True,
         tail_lines: int = 5,
         stop_steps: Sequence[StopStep] = WORKER_STOP,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.tag = tag
+        self._on_line = on_line
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self.exited = threading.Event()
         self.output_ended = threading.Event()
@@ -167,6 +171,8 @@ class SupervisedProcess:
         if cut:
             line += f" ... ({cut} more bytes on this line not shown)"
         self.tail.append(line)
+        if self._on_line is not None:
+            self._on_line(line)
         if self._echo:
             with contextlib.suppress(Exception):  # a closed console must not kill the reader
                 print(f"[{self.tag}] {line}", file=sys.stderr, flush=True)

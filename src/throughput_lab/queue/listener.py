@@ -221,12 +221,25 @@ class QueueListener:
         options: QueuesOptions,
         *,
         enqueued: dict[str, float] | None = None,
+        on_begin: Callable[[StorageQueueMessage], None] | None = None,
         on_done: Callable[[MessageRecord], None] | None = None,
+        on_ran: Callable[[MessageRecord, bool], None] | None = None,
+        visibility_s: int = LISTENER_VISIBILITY_S,
     ) -> None:
+        """``on_begin`` sees each message taken, ``on_ran`` each try's end (whether it
+        succeeded) before the message is deleted or released, ``on_done`` each message
+        deleted or poisoned. ``visibility_s``: how long a fetched message stays invisible
+        to every other listener (the extension's 10 minutes; a lab that kills an instance
+        on purpose may shorten it, so its messages come back within the run, and says so).
+        """
+        if visibility_s < 1:
+            raise ValueError(f"visibility must be >= 1 s, got {visibility_s}")
         self.host, self.function, self.options = host, function, options
+        self.visibility_s = visibility_s
+        self.on_begin = on_begin
         self.queue, self.poison = queue, poison
         self.enqueued = enqueued if enqueued is not None else {}
-        self.on_done = on_done
+        self.on_done, self.on_ran = on_done, on_ran
         self.messages: dict[str, MessageRecord] = {}
         self.in_flight_curve: list[tuple[float, int]] = []  # (clock(), messages in progress)
         self.fetches = 0
@@ -277,7 +290,7 @@ class QueueListener:
             try:
                 pages = self.queue.receive_messages(
                     messages_per_page=self.options.batch_size,
-                    visibility_timeout=LISTENER_VISIBILITY_S,
+                    visibility_timeout=self.visibility_s,
                 ).by_page()
                 batch = list(next(pages, []))
             except Exception as exc:  # the queue service failed: back off, as the host does
@@ -305,6 +318,8 @@ class QueueListener:
     def _begin(self, message: StorageQueueMessage) -> None:
         record = self._record(message)
         self._change(+1)
+        if self.on_begin is not None:
+            self.on_begin(message)
         if message.dequeue_count > self.options.max_dequeue_count:
             self._completion.submit(self._finish, message, record, None)
             return
@@ -346,6 +361,8 @@ class QueueListener:
                     record.invocations.append(
                         InvocationRecord(-1, self.function, error=f"{type(exc).__name__}: {exc}")
                     )
+            if self.on_ran is not None:
+                self.on_ran(record, succeeded)
             if succeeded:
                 self.queue.delete_message(message.id, message.pop_receipt)
                 record.done = clock()

@@ -16,15 +16,20 @@ from typing import Any
 
 from ..invocation import InvocationRecord
 from ..lab import Lab
+from ..queue.lab import QueueLab
+from ..queue.listener import LISTENER_VISIBILITY_S, QueuesOptions
 from ..run import RunHandle, start_on_thread, wait_or_cancel
 from ..upstream import Upstream
 from .controller import ALLOCATION_S, ScaleRules
-from .live import LiveScaleOut
+from .live import LiveScaleOut, Trigger
+from .live_http import LiveHttp
+from .live_queue import LiveQueue, queue_of
 from .service import ServiceTimes, calibrate
 from .simulation import Sample, ScaleResult, simulate_requests
 from .traffic import Traffic
 
 CALIBRATE_S = 2.0  # seconds of closed-loop load per calibrated concurrency
+QUEUE_CALIBRATION_BATCHES = 4  # a queue's calibration drains this many listener-fulls
 
 
 class ScaleLab:
@@ -47,6 +52,7 @@ class ScaleLab:
         # Records measured at each concurrency, by function and request: each level once.
         self._measured: dict[tuple[Any, ...], dict[int, list[InvocationRecord]]] = {}
         self._startup_s: float | None = None
+        self._queue_measured: dict[tuple[Any, ...], list[InvocationRecord]] = {}
 
     def __enter__(self) -> ScaleLab:
         return self
@@ -130,24 +136,147 @@ class ScaleLab:
         the start-up itself is measured. Settings as ``ScaleRules``."""
         rules = ScaleRules(startup_s=0.0, **settings)
         request = {"path": path} if path else {}
-        handle = RunHandle(None)
 
-        async def go() -> ScaleResult:
-            handle.attach()
-            # The calibration (engine runs, if this concurrency was not measured yet) runs
-            # here, off the caller's thread: a Stop meanwhile ends the run before it starts.
-            service = await asyncio.to_thread(
-                self.service, function, rules.per_instance_concurrency, **request
-            )
-            handle.check()
-            scale_out = LiveScaleOut(
+        def make() -> tuple[ServiceTimes, LiveHttp]:
+            service = self.service(function, rules.per_instance_concurrency, **request)
+            http = LiveHttp(
                 self.app,
                 rules,
-                service,
                 path or f"/api/{function}",
                 processes=self.processes,
                 threads=self.threads,
                 upstream_delay_ms=self.upstream_delay_ms,
+            )
+            return service, http
+
+        return self._start_live(rules, make, traffic, startup_s, seed, faults, on_sample)
+
+    def live_queue(self, function: str, traffic: Traffic, **options: Any) -> ScaleResult:
+        """A queue-triggered function on real instances, and wait (``start_live_queue``)."""
+        return wait_or_cancel(self.start_live_queue(function, traffic, **options), lambda: None)
+
+    def start_live_queue(
+        self,
+        function: str,
+        traffic: Traffic,
+        *,
+        batch_size: int | None = None,
+        new_batch_threshold: int | None = None,
+        max_polling_interval_s: float | None = None,
+        visibility_s: int = LISTENER_VISIBILITY_S,
+        startup_s: float | None = None,
+        seed: int = 1,
+        faults: dict[float, int] | None = None,
+        on_sample: Callable[[Sample], None] | None = None,
+        **settings: Any,
+    ) -> RunHandle:
+        """Begin a live scale-out of a queue-triggered function: ``traffic`` is messages
+        sent to its queue on Azurite, each instance runs its own listener, and the
+        controller follows target-based scaling (``ScaleRules.for_queue``; settings
+        override it, e.g. a shorter ``decision_s`` than the platform's 30 s). The queue
+        options are host.json's unless given. ``visibility_s`` shortens how long a killed
+        instance's messages stay invisible (the listener's 10 minutes)."""
+        queue = queue_of(self.app, function)
+        options = self.queue_options(batch_size, new_batch_threshold, max_polling_interval_s)
+        rules = ScaleRules.for_queue(
+            options.batch_size, options.threshold, **{"startup_s": 0.0, **settings}
+        )
+
+        def make() -> tuple[ServiceTimes, LiveQueue]:
+            service = self.queue_service(function, options)
+            live = LiveQueue(
+                self.app,
+                function,
+                queue,
+                options,
+                processes=self.processes,
+                threads=self.threads,
+                upstream_delay_ms=self.upstream_delay_ms,
+                visibility_s=visibility_s,
+            )
+            return service, live
+
+        return self._start_live(rules, make, traffic, startup_s, seed, faults, on_sample)
+
+    def queue_options(
+        self,
+        batch_size: int | None = None,
+        new_batch_threshold: int | None = None,
+        max_polling_interval_s: float | None = None,
+    ) -> QueuesOptions:
+        """host.json's queue settings, with what is given instead."""
+        return QueuesOptions.from_host_json(
+            self.app,
+            batch_size=batch_size,
+            new_batch_threshold=new_batch_threshold,
+            max_polling_interval_s=max_polling_interval_s,
+        )
+
+    def simulate_queue(
+        self,
+        function: str,
+        traffic: Traffic,
+        *,
+        batch_size: int | None = None,
+        new_batch_threshold: int | None = None,
+        startup_s: float | None = None,
+        seed: int = 1,
+        **settings: Any,
+    ) -> ScaleResult:
+        """Target-based scaling of a queue-triggered function, simulated: the service times
+        from one drain in the engine (``queue_service``). The model hands a message to an
+        instance the moment one of its batchSize + newBatchThreshold slots frees; a real
+        listener fetches in batches (notebook 11), so it keeps fewer busy."""
+        queue_of(self.app, function)  # one line if it is not queue-triggered
+        options = self.queue_options(batch_size, new_batch_threshold)
+        if startup_s is None:
+            startup_s = self.measured_startup_s() + self.allocation_s
+        rules = ScaleRules.for_queue(
+            options.batch_size, options.threshold, **{"startup_s": startup_s, **settings}
+        )
+        service = self.queue_service(function, options)
+        return simulate_requests(rules, traffic, service, seed=seed)
+
+    def queue_service(self, function: str, options: QueuesOptions) -> ServiceTimes:
+        """A queue function's service times on one instance, measured by the engine: one
+        drain (``queue.lab``) with the listener full, every invocation's time kept. Each
+        function and setting once."""
+        key = (function, self.upstream_delay_ms, options)
+        if key not in self._queue_measured:
+            with QueueLab(self.app, upstream_delay_ms=self.upstream_delay_ms) as lab:
+                drained = lab.drain(
+                    function,
+                    QUEUE_CALIBRATION_BATCHES * options.max_in_flight,
+                    processes=self.processes,
+                    threads=self.threads,
+                    batch_size=options.batch_size,
+                    new_batch_threshold=options.threshold,
+                )
+            self._queue_measured[key] = [i for m in drained.messages for i in m.invocations]
+        return ServiceTimes.from_records({options.max_in_flight: self._queue_measured[key]})
+
+    def _start_live(
+        self,
+        rules: ScaleRules,
+        make: Callable[[], tuple[ServiceTimes, Trigger]],
+        traffic: Traffic,
+        startup_s: float | None,
+        seed: int,
+        faults: dict[float, int] | None,
+        on_sample: Callable[[Sample], None] | None,
+    ) -> RunHandle:
+        handle = RunHandle(None)
+
+        async def go() -> ScaleResult:
+            handle.attach()
+            # The calibration (engine runs, if this setting was not measured yet) runs
+            # here, off the caller's thread: a Stop meanwhile ends the run before it starts.
+            service, trigger = await asyncio.to_thread(make)
+            handle.check()
+            scale_out = LiveScaleOut(
+                rules,
+                service,
+                trigger,
                 allocation_s=self.allocation_s if startup_s is None else startup_s,
                 on_sample=on_sample,
             )

@@ -1,18 +1,20 @@
 """Scale-out for real, on this machine: host instances started and stopped by the controller.
 
-Each instance is ``serve`` (``served.start_serve``): a host process with its own worker
-processes and its own upstream, on a port of its own, as an instance of the platform runs
-a host with its workers. One HTTP router on 127.0.0.1 stands in for the platform's front
-end (``frontend.FrontEnd``: per-instance concurrency, first come first served, rejects
-after a timeout) and forwards each request to an instance. The controller
-(``controller.Controller``) decides every ``decision_s`` from the requests in flight at the
-router. A new instance first waits the allocation delay (an assumption), then starts: its
-start-up (process started, workers started, app imported, port answering) is measured.
+Each instance is a process of its own with its own worker processes and upstream, as an
+instance of the platform runs a host with its workers. What brings work to the instances
+is the trigger's (``Trigger``): for HTTP (``live_http``) a router on 127.0.0.1 standing in
+for the platform's front end and a load generator; for a Storage queue (``live_queue``) the
+queue on Azurite, which every instance's own listener polls. The controller
+(``controller.Controller``) decides every ``decision_s`` from the trigger's measure of
+demand (requests in flight at the router; the queue's length). A new instance first waits
+the allocation delay (an assumption), then starts: its start-up (process started, workers
+started, app imported, ready to take work) is measured.
 
-An instance that dies (e.g. SIGKILL of its host) is dropped at once: its requests in flight
-fail (the router answers 502 and counts them), the others go on, and the next decision
-starts a replacement if the load still needs it. Stop (a cancelled run, Ctrl-C) stops
-every instance in order; each also ends when this process is gone (its stdin closes).
+An instance that dies (e.g. SIGKILL of its host) is dropped at once; what it held is the
+trigger's to count (HTTP: failed requests; a queue: messages that come back once their
+visibility ends), the others go on, and the next decision starts a replacement if the load
+still needs it. Stop (a cancelled run, Ctrl-C) stops every instance in order; each also
+ends when this process is gone (its stdin closes).
 
 Sized for a 2-core machine: an I/O-bound handler (the upstream's delay) and 4-8 small
 instances. A CPU-bound handler cannot show scale-out here: every instance would share the
@@ -24,30 +26,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
-
-import aiohttp
-from aiohttp import web
+from typing import Any, Protocol, TypeVar
 
 from ..invocation import clock
 from ..metrics import percentile
-from ..served import start_serve
-from ..supervisor import SupervisedProcess, answers, free_port
-from .controller import Controller, ScaleRules, http_desired
-from .frontend import FrontEnd
+from ..supervisor import SupervisedProcess
+from .controller import Controller, ScaleRules
 from .service import ServiceTimes
 from .simulation import Sample, ScaleResult, sample_interval
 from .traffic import Traffic
 
-START_TIMEOUT_S = 60.0
 T = TypeVar("T")
-REQUEST_TIMEOUT_S = 60.0
-STOP_GRACE_S = 1.0
+START_TIMEOUT_S = 60.0
 
 
 @dataclass(eq=False)
@@ -59,7 +52,7 @@ class LiveInstance:
     ready: bool = False
     gone: bool = False
     stopping: bool = False
-    busy: int = 0
+    busy: int = 0  # requests or messages it holds now
     startup_s: float = 0.0
 
     @property
@@ -68,16 +61,63 @@ class LiveInstance:
 
 
 @dataclass
-class LiveScaleOut:
-    """The controller over real instances of ``app`` for one run of ``traffic``."""
+class Tally:
+    """What the work came to: latencies (and those since the last sample), rejects at the
+    front end, failures (with the first few reasons)."""
 
-    app: Path
+    latencies: list[float] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)
+    rejected: int = 0
+    window_rejected: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def completed(self, latency_s: float) -> None:
+        self.latencies.append(latency_s)
+        self.window.append(latency_s)
+
+    def reject(self) -> None:
+        self.rejected += 1
+        self.window_rejected += 1
+
+    def fail(self, reason: str) -> None:
+        self.failed += 1
+        if len(self.errors) < 5:
+            self.errors.append(reason)
+
+    def take_window(self) -> tuple[list[float], int]:
+        window, rejected = self.window, self.window_rejected
+        self.window, self.window_rejected = [], 0
+        return window, rejected
+
+
+class Trigger(Protocol):
+    """What one trigger kind adds to the live scale-out: how an instance starts, how work
+    reaches the instances, and what the controller reads."""
+
+    tally: Tally
+    busy_peak: int  # the most work items being run at once: what a downstream service sees
+    wait_idle_to_retire: bool  # scale-in waits for an instance's work, or it finishes it
+
+    async def open(self) -> str: ...  # where the load goes (a URL, a queue's name)
+    async def close(self) -> None: ...
+    def closing(self) -> None: ...  # a Stop: what waits for an instance gives up now
+    def start(self, inst: LiveInstance, on_exit: Callable[[SupervisedProcess], None]) -> bool: ...
+    def admit(self, inst: LiveInstance) -> None: ...  # ready: send it work
+    def drop(self, inst: LiveInstance) -> None: ...  # died or retiring: send it no more
+    async def desired(self, rules: ScaleRules) -> int: ...
+    def demand(self) -> tuple[int, int, float]: ...  # in flight, waiting, oldest wait (s)
+    async def load(self, traffic: Traffic, where: str, seed: int) -> None: ...
+    def result_fields(self) -> dict[str, Any]: ...  # the trigger's own in ``ScaleResult``
+
+
+@dataclass
+class LiveScaleOut:
+    """The controller over real instances, the work brought by ``trigger``."""
+
     rules: ScaleRules
     service: ServiceTimes  # the engine's calibration, reported with the result
-    path: str
-    processes: int = 1
-    threads: int | None = None
-    upstream_delay_ms: float = 100.0
+    trigger: Trigger
     allocation_s: float = 1.0
     on_sample: Callable[[Sample], None] | None = None
     instances: list[LiveInstance] = field(default_factory=list)
@@ -85,17 +125,12 @@ class LiveScaleOut:
     series: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.front = FrontEnd(self.rules.per_instance_concurrency, self.rules.queue_timeout_s)
         self.controller = Controller(self.rules)
-        self.latencies: list[float] = []
-        self._window: list[float] = []
-        self.rejected = self.failed = self.cold_starts = self.died = 0
-        self._window_rejected = 0
-        self.errors: list[str] = []  # the first few failures, as the router saw them
+        self.cold_starts = self.died = 0
         self.startups: list[float] = []  # cold starts only: always-ready ones start unloaded
         self.area = 0.0
         self._last = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         # Threads are made as needed: one per instance starting or stopping at most.
         self._threads = ThreadPoolExecutor(
             2 * self.rules.most_instances + 4, thread_name_prefix="instance"
@@ -126,7 +161,6 @@ class LiveScaleOut:
         await asyncio.sleep(allocation_s)
         if inst.gone:
             return
-        inst.port = free_port()
         began = clock()
         loop = asyncio.get_running_loop()
 
@@ -134,44 +168,33 @@ class LiveScaleOut:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
                 loop.call_soon_threadsafe(self._died, inst)
 
-        def boot() -> bool:
-            process = start_serve(
-                self.app, inst.port, self.processes, self.threads, self.upstream_delay_ms, exited
-            )
-            inst.process = process  # before the check: a Stop now sees it, or it sees Stop
-            if inst.stopping:
-                process.stop()
-                return False
-            late = f"instance {inst.index} did not start within {START_TIMEOUT_S:g} s"
-            return process.wait_ready(lambda: answers(inst.port, 0.5), START_TIMEOUT_S, late)
-
-        if not await self._in_thread(boot) or inst.gone:
+        if not await self._in_thread(lambda: self.trigger.start(inst, exited)) or inst.gone:
             return
         inst.startup_s = clock() - began
         if cold:
             self.startups.append(inst.startup_s)
         inst.ready = True
-        self.front.add(inst)
+        self.trigger.admit(inst)
 
     def _died(self, inst: LiveInstance) -> None:
         if inst.stopping or inst not in self.instances:
             return
         self._account()
         self.died += 1
-        self.front.remove(inst)
+        self.trigger.drop(inst)
         self.instances.remove(inst)
 
     async def _retire(self, inst: LiveInstance) -> None:
-        """Out of the rotation at once; stopped once it has answered what it holds."""
+        """Out of the rotation at once; stopped once it has finished what it holds."""
         self._account()
         inst.stopping = True
-        self.front.remove(inst)
+        self.trigger.drop(inst)
         if inst in self.instances:
             self.instances.remove(inst)
         self.draining.append(inst)
         try:
-            while inst.busy and not self.front.closed:  # a Stop does not wait for them
-                await asyncio.sleep(0.05)
+            while self.trigger.wait_idle_to_retire and inst.busy and not self._closed:
+                await asyncio.sleep(0.05)  # a Stop does not wait for them
             if inst.process is not None:
                 await self._in_thread(inst.process.stop)
         finally:
@@ -180,7 +203,7 @@ class LiveScaleOut:
 
     def kill(self, index: int) -> None:
         """SIGKILL instance ``index``'s host (its workers end with it): a fault to recover
-        from. ``index`` -1: the instance holding the most requests now."""
+        from. ``index`` -1: the instance holding the most work now."""
         if index < 0:
             inst = max(self.instances, key=lambda i: i.busy)
         else:
@@ -193,7 +216,7 @@ class LiveScaleOut:
     async def _decide(self, began: float) -> None:
         while True:
             current = len(self.instances)
-            desired = http_desired(self.front.in_flight, self.rules.per_instance_concurrency)
+            desired = await self.trigger.desired(self.rules)
             target = self.controller.decide(clock() - began, current, desired)
             for _ in range(target - current):
                 self._spawn(cold=True)
@@ -208,65 +231,23 @@ class LiveScaleOut:
     async def _sample(self, began: float, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
+            in_flight, waiting, oldest_s = self.trigger.demand()
+            window, rejected = self.trigger.tally.take_window()
             sample = Sample(
                 clock() - began,
                 len(self.instances) + len(self.draining),
                 sum(1 for i in self.instances if i.ready),
-                self.front.in_flight,
-                self.front.waiting,
-                self.front.oldest_wait_s(),
-                1e3 * percentile(self._window, 95),
-                self._window_rejected,
+                in_flight,
+                waiting,
+                oldest_s,
+                1e3 * percentile(window, 95),
+                rejected,
             )
-            self._window, self._window_rejected = [], 0
             self.series.append(sample)
             if self.on_sample is not None:
                 self.on_sample(sample)
 
-    # -- the router and the load -------------------------------------------------------
-
-    async def _route(self, request: web.Request) -> web.StreamResponse:
-        inst = await self.front.acquire()
-        if inst is None:
-            self.rejected += 1
-            self._window_rejected += 1
-            return web.Response(status=429, text="no instance took it in time\n")
-        try:
-            async with self._session.request(
-                request.method, inst.url + request.path_qs, data=await request.read()
-            ) as answer:
-                body = await answer.read()
-                return web.Response(status=answer.status, body=body)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            self.failed += 1
-            if len(self.errors) < 5:
-                self.errors.append(f"instance {inst.index}: {type(exc).__name__}: {exc}")
-            lost = isinstance(exc, (aiohttp.ClientConnectionError, OSError))
-            if lost and not inst.gone:  # as a front end's health check would: no more to it
-                self.front.remove(inst)
-            return web.Response(status=502, text=f"instance {inst.index} failed: {exc}\n")
-        finally:
-            self.front.release(inst)
-
-    async def _send(self, client: aiohttp.ClientSession, url: str) -> None:
-        began = clock()
-        with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
-            async with client.get(url) as answer:
-                await answer.read()
-                if answer.status < 400:
-                    latency = clock() - began
-                    self.latencies.append(latency)
-                    self._window.append(latency)
-
-    async def _load(self, traffic: Traffic, url: str, seed: int) -> None:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as client:
-            began, sends = clock(), []
-            for t in traffic.arrivals(random.Random(seed)):
-                await asyncio.sleep(max(0.0, began + t - clock()))
-                sends.append(asyncio.create_task(self._send(client, url)))
-            await asyncio.gather(*sends)
+    # -- the run -----------------------------------------------------------------------
 
     async def run(
         self, traffic: Traffic, *, seed: int = 1, faults: dict[float, int] | None = None
@@ -275,8 +256,8 @@ class LiveScaleOut:
 
         ``faults`` maps seconds into the run to the instance index to SIGKILL then."""
 
-        async def load(url: str) -> None:
-            await self._load(traffic, url, seed)
+        async def load(where: str) -> None:
+            await self.trigger.load(traffic, where, seed)
 
         _, elapsed = await self.serve(load, traffic.duration_s, faults)
         return self._result(traffic, elapsed)
@@ -287,24 +268,11 @@ class LiveScaleOut:
         duration_s: float,
         faults: dict[float, int] | None = None,
     ) -> tuple[T, float]:
-        """The router, the always-ready instances and the controller, while ``load(url)``
-        (the function's URL at the router) runs; then every instance stops. Another load
+        """The trigger's front (a router, a queue), the always-ready instances and the
+        controller, while ``load(where)`` runs; then every instance stops. Another load
         generator (Locust) can be the load. Returns its result and the seconds it took."""
-        self._loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-            connector=aiohttp.TCPConnector(limit=0),
-        )
-        # Stopping waits at most STOP_GRACE_S for the router's requests still being answered.
-        runner = web.AppRunner(
-            web.Application(), access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_S
-        )
-        runner.app.router.add_route("*", "/{tail:.*}", self._route)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         try:
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            where = await self.trigger.open()
             await asyncio.gather(*(self._spawn(cold=False) for _ in range(self.rules.always_ready)))
             began = self._last = clock()
             background = [
@@ -313,7 +281,7 @@ class LiveScaleOut:
                 *(self._fault(at, index) for at, index in (faults or {}).items()),
             ]
             try:
-                result = await load(f"http://127.0.0.1:{port}{self.path}")
+                result = await load(where)
             finally:
                 for task in background:
                     task.cancel()
@@ -321,8 +289,7 @@ class LiveScaleOut:
             self._account()
         finally:
             await self._stop_all()
-            await self._session.close()
-            await runner.cleanup()
+            await self.trigger.close()
             await asyncio.get_running_loop().run_in_executor(None, self._threads.shutdown)
         return result, elapsed
 
@@ -334,7 +301,8 @@ class LiveScaleOut:
         return asyncio.create_task(later())
 
     async def _stop_all(self) -> None:
-        self.front.close()  # requests still waiting are answered now, not after their timeout
+        self._closed = True
+        self.trigger.closing()  # work still waiting is answered now, not after its timeout
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._retiring, return_exceptions=True)
@@ -358,22 +326,40 @@ class LiveScaleOut:
     def _result(self, traffic: Traffic, elapsed: float) -> ScaleResult:
         mean_startup = sum(self.startups) / len(self.startups) if self.startups else 0.0
         rules = dataclasses.replace(self.rules, startup_s=self.allocation_s + mean_startup)
+        tally = self.trigger.tally
         return ScaleResult(
             rules,
             traffic,
             self.service,
             "live",
-            self.latencies,
+            tally.latencies,
             0.0,
-            len(self.latencies),
-            self.rejected,
+            len(tally.latencies),
+            tally.rejected,
             self.cold_starts,
             self.area,
             0.0,
             elapsed,
             self.series,
-            busy_peak=self.front.busy_peak,
-            failed=self.failed,
+            busy_peak=self.trigger.busy_peak,
+            failed=tally.failed,
             startups_s=list(self.startups),
-            errors=list(self.errors),
+            errors=list(tally.errors),
+            **self.trigger.result_fields(),
         )
+
+
+def start_instance(
+    inst: LiveInstance,
+    launch: Callable[[], SupervisedProcess],
+    ready: Callable[[], bool],
+) -> bool:
+    """Launch one instance's process and wait until ``ready()``; False if it was stopped
+    meanwhile or exited first. Runs on an instance thread."""
+    process = launch()
+    inst.process = process  # before the check: a Stop now sees it, or it sees Stop
+    if inst.stopping:
+        process.stop()
+        return False
+    late = f"instance {inst.index} did not start within {START_TIMEOUT_S:g} s"
+    return process.wait_ready(ready, START_TIMEOUT_S, late)

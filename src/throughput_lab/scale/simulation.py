@@ -73,6 +73,9 @@ class ScaleResult:
     failed: int = 0  # live: requests whose instance died under them
     startups_s: list[float] = field(default_factory=list)  # live: each cold start, measured
     errors: list[str] = field(default_factory=list)  # live: the first failures' reasons
+    redelivered: int = 0  # live queue: messages taken again once their visibility ended
+    twice: int = 0  # live queue: messages finished a second time (at-least-once delivery)
+    unfinished: int = 0  # live queue: messages sent and not done when the run ended
 
     def latency_ms(self, q: float) -> float:
         key = f"p{q:g}"
@@ -96,8 +99,14 @@ class ScaleResult:
         """One line: the load, the instances, the latencies, what failed, the cost."""
         t, r = self.traffic, self.rules
         failed = f", {self.failed} failed" if self.failed else ""
+        if self.redelivered or self.twice or self.unfinished:
+            failed += (
+                f", {self.redelivered} redelivered ({self.twice} run twice), "
+                f"{self.unfinished} not done"
+            )
+        unit = "messages/s" if r.trigger == "queue" else "req/s"
         return (
-            f"{t.shape} to {t.peak_rps:g} req/s for {t.duration_s:g} s ({self.model}): "
+            f"{t.shape} to {t.peak_rps:g} {unit} for {t.duration_s:g} s ({self.model}): "
             f"up to {self.instances_max} instances (mean {self.instances_mean:.1f}, "
             f"{self.cold_starts} cold starts, {self.instance_seconds:,.0f} instance-seconds); "
             f"p50 {self.latency_ms(50):.0f} ms, p95 {self.latency_ms(95):.0f}, "
@@ -110,6 +119,7 @@ class ScaleResult:
         """The CLI's JSON (docs/cli.md, ``scale``)."""
         return {
             "model": self.model,
+            "trigger": self.rules.trigger,
             "traffic": self.traffic.shape,
             "peak_rps": self.traffic.peak_rps,
             "duration_s": self.traffic.duration_s,
@@ -125,6 +135,9 @@ class ScaleResult:
             "p99_ms": round(self.latency_ms(99), 1),
             "rejected": self.rejected,
             "failed": self.failed,
+            "redelivered": self.redelivered,
+            "twice": self.twice,
+            "unfinished": self.unfinished,
             "busy_peak": self.busy_peak,
             "cold_starts": self.cold_starts,
             "instance_seconds": round(self.instance_seconds, 1),
