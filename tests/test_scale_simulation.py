@@ -111,8 +111,10 @@ def test_a_ten_minute_spike_to_2000_rps_on_1000_instances_simulates_in_under_30_
 
 
 def test_a_queue_scales_by_target_based_scaling() -> None:
-    """Messages at 200/s taking 0.5 s: 100 in progress, 16 per instance (8 + 8): 7 instances
-    in the end, reached 4 at a time every 30 s; the oldest message waits meanwhile."""
+    """Messages at 200/s taking 0.5 s: 100 in progress, 16 per instance (8 + 8) at most. Each
+    listener fetches 8 and waits until its messages fall to 8, so it holds 8-16 and the
+    queue always has some waiting: 7-9 instances in the end (ceil(100-140 / 16)), reached 4
+    at a time every 30 s; the oldest message waits meanwhile."""
     service = ServiceTimes({16: (0.5,)})
     rules = ScaleRules.for_queue(batch_size=8, new_batch_threshold=8, startup_s=2.0)
     result = simulate_requests(rules, Traffic("steady", 200, 300), service, sample_s=1)
@@ -120,7 +122,8 @@ def test_a_queue_scales_by_target_based_scaling() -> None:
     steps = [b - a for a, b in itertools.pairwise(at.values()) if b > a]
     assert max(steps) <= 4  # at most 4 added per decision
     assert (at[25], at[35], at[65]) == (0, 4, 8)  # one decision every 30 s
-    assert at[290] == 7  # 100 in progress / 16, once the backlog is gone and scaled in
+    settled = [at[t] for t in range(220, 300)]  # the backlog gone and scaled in
+    assert set(settled) <= {7, 8, 9}, settled
     assert result.rejected == 0  # messages wait in the queue
     assert max(s.oldest_wait_s for s in result.series) > 30
 

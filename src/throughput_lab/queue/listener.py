@@ -157,8 +157,9 @@ class QueuesOptions:
 class Backoff:
     """RandomizedExponentialBackoffStrategy: 100 ms, then +100 ms x 2^(n-1) +-20 %, capped."""
 
-    def __init__(self, maximum_s: float) -> None:
+    def __init__(self, maximum_s: float, rng: random.Random | None = None) -> None:
         self.maximum_s = maximum_s
+        self.rng = rng or random.Random()
         self.current_s = MIN_POLLING_S
         self.exponent = 0
 
@@ -168,7 +169,7 @@ class Backoff:
         elif self.current_s != self.maximum_s:
             delay = MIN_POLLING_S
             if self.exponent > 0:
-                delay += random.uniform(0.8, 1.2) * 2 ** (self.exponent - 1) * MIN_POLLING_S
+                delay += self.rng.uniform(0.8, 1.2) * 2 ** (self.exponent - 1) * MIN_POLLING_S
             if delay < self.maximum_s:
                 self.current_s, self.exponent = delay, self.exponent + 1
             else:

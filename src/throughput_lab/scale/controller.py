@@ -90,6 +90,11 @@ class ScaleRules:
     scale_in_after_s: float = SCALE_IN_AFTER_S
     queue_timeout_s: float = QUEUE_TIMEOUT_S
     trigger: str = "http"  # "queue": desired from the queue's length as the extension reads it
+    # A queue's listener on each instance (``queue.listener``): it fetches batch_size
+    # messages, then waits until those in progress fall to per_instance_concurrency -
+    # batch_size (newBatchThreshold); an empty poll backs off up to max_polling_s.
+    batch_size: int = 0
+    max_polling_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.trigger not in ("http", "queue"):
@@ -109,7 +114,18 @@ class ScaleRules:
             raise ValueError("no instance could ever run: give always-ready or max instances")
         if self.max_added is not None and self.max_added < 1:
             raise ValueError(f"instances added per decision must be >= 1, got {self.max_added}")
-        for name in ("decision_s", "startup_s", "scale_in_after_s", "queue_timeout_s"):
+        if self.trigger == "queue" and not 1 <= self.batch_size <= self.per_instance_concurrency:
+            raise ValueError(
+                f"a queue's batch size must be 1-{self.per_instance_concurrency}, "
+                f"got {self.batch_size}"
+            )
+        for name in (
+            "decision_s",
+            "startup_s",
+            "scale_in_after_s",
+            "queue_timeout_s",
+            "max_polling_s",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0) or (name == "decision_s" and value == 0):
                 raise ValueError(f"{name} must be a number >= 0 (decision_s > 0), got {value}")
@@ -118,11 +134,12 @@ class ScaleRules:
     def for_queue(
         cls, batch_size: int = 16, new_batch_threshold: int = 8, **overrides: object
     ) -> ScaleRules:
-        """Target-based scaling of a Storage queue trigger: each instance runs up to
-        batchSize + newBatchThreshold messages, a decision every 30 s adds at most 4, and
-        messages wait in the queue (no front end rejects them)."""
+        """Target-based scaling of a Storage queue trigger: each instance's listener runs
+        up to batchSize + newBatchThreshold messages, a decision every 30 s adds at most 4,
+        and messages wait in the queue (no front end rejects them)."""
         settings: dict[str, object] = {
             "trigger": "queue",
+            "batch_size": batch_size,
             "per_instance_concurrency": batch_size + new_batch_threshold,
             "decision_s": QUEUE_DECISION_S,
             "max_added": TARGET_BASED_MAX_ADDED,

@@ -20,6 +20,7 @@ from typing import Any
 import simpy
 
 from ..metrics import percentile
+from ..queue.listener import Backoff
 from .controller import Controller, ScaleRules, http_desired
 from .service import ServiceTimes
 from .traffic import Traffic
@@ -147,10 +148,11 @@ class ScaleResult:
 
 
 class _Instance:
-    __slots__ = ("busy", "ready", "removed")
+    __slots__ = ("busy", "ready", "removed", "wake")
 
     def __init__(self, ready: bool) -> None:
         self.busy, self.ready, self.removed = 0, ready, False
+        self.wake: Any = None  # a queue listener waiting for newBatchThreshold
 
 
 class _Model:
@@ -195,8 +197,33 @@ class _Model:
             self._open(inst)
 
     def _open(self, inst: _Instance) -> None:
+        if self.rules.batch_size:  # its own listener polls the queue
+            self.env.process(self._listen(inst))
+            return
         for _ in range(self.rules.per_instance_concurrency):
             self._slot_freed(inst)
+
+    def _listen(self, inst: _Instance) -> Any:
+        """An instance's queue listener (``queue.listener.QueueListener``): take up to
+        batchSize messages, run them, wait until those in progress fall to
+        newBatchThreshold; an empty poll backs off (100 ms, doubling, up to the maximum
+        polling interval). The queue service's round trips are left out."""
+        threshold = self.rules.per_instance_concurrency - self.rules.batch_size
+        backoff = Backoff(self.rules.max_polling_s, self.rng)
+        while not inst.removed:
+            self._expire()
+            taken = 0
+            while self.waiting and taken < self.rules.batch_size:
+                self._account()
+                self._serve(inst, self.waiting.popleft())
+                taken += 1
+            if not taken:
+                yield self.env.timeout(backoff.next(found=False))
+                continue
+            backoff.next(found=True)
+            while inst.busy > threshold and not inst.removed:
+                inst.wake = self.env.event()
+                yield inst.wake
 
     def _start_instance(self) -> None:
         inst = _Instance(ready=False)
@@ -237,7 +264,7 @@ class _Model:
 
     def _arrive(self) -> None:
         self._account()
-        if self.free:
+        if self.free and not self.rules.batch_size:
             self._serve(self.free.popleft(), self.env.now)
         else:
             self.waiting.append(self.env.now)
@@ -267,6 +294,10 @@ class _Model:
                 self._account()
                 self.draining -= 1
             return
+        if self.rules.batch_size:  # a listener: it fetches for itself
+            if inst.wake is not None and not inst.wake.triggered:
+                inst.wake.succeed()
+            return
         self._expire()
         if self.waiting:
             self._account()
@@ -284,19 +315,13 @@ class _Model:
     def decisions(self) -> Any:
         while True:
             self._expire()
-            if self.rules.trigger == "queue":
-                # QueueTargetScaler: ceil(length / (batchSize + newBatchThreshold)), which is
-                # the instance's concurrency here (ScaleRules.for_queue). The length is the
-                # queue's approximate count, messages in progress (invisible) included
-                # (QueueMetricsProvider). It reports 0 when no message can be peeked; the
-                # model leaves that out: its listeners take a message the moment a slot
-                # frees, where the extension's wait for their next poll, so a peek finds one.
-                length = len(self.waiting) + self.busy
-                desired = http_desired(length, self.rules.per_instance_concurrency)
-            else:
-                desired = http_desired(
-                    len(self.waiting) + self.busy, self.rules.per_instance_concurrency
-                )
+            length = len(self.waiting) + self.busy
+            if self.rules.trigger == "queue" and not self.waiting:
+                # QueueMetricsProvider counts the messages in progress (invisible) too, but
+                # reports 0 when a peek finds no visible message; then QueueTargetScaler's
+                # ceil(length / (batchSize + newBatchThreshold)), this instance concurrency.
+                length = 0
+            desired = http_desired(length, self.rules.per_instance_concurrency)
             current = len(self.instances)
             target = self.controller.decide(self.env.now, current, desired)
             for _ in range(target - current):
