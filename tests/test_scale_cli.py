@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -70,6 +71,38 @@ def test_bad_values_exit_2_with_one_line(args: list[str], says: str) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("function", "flag", "says"),
+    [
+        ("queue_async_io", ["--per-instance-concurrency", "4"], "--batch-size"),
+        ("sync_io", ["--batch-size", "4"], "queue-triggered"),
+        ("queue_async_io", ["--batch-size", "33"], "--batch-size"),
+    ],
+)
+def test_each_trigger_refuses_the_others_flags(function: str, flag: list[str], says: str) -> None:
+    done = scale("--function", function, "--traffic", "spike", "--peak-rps", "20", *flag)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], done.stderr
+
+
+def test_a_queue_function_is_simulated_by_its_queue_length() -> None:
+    """Calibrated by one drain in the engine; an instance runs batchSize + newBatchThreshold;
+    target-based scaling adds at most 4 instances a decision (one every 30 s here)."""
+    done = scale(
+        "--function", "queue_async_io", "--traffic", "steady", "--peak-rps", "100",
+        "--duration", "300", "--batch-size", "4", "--new-batch-threshold", "2",
+        "--startup-s", "2", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["trigger"] == "queue" and out["per_instance_concurrency"] == 6
+    assert 90 <= out["service_ms"] < 200  # the upstream's 100 ms, measured
+    counts = [s["instances"] for s in out["series"]]
+    assert max(b - a for a, b in itertools.pairwise(counts)) <= 4
+    assert out["rejected"] == 0 and out["instances_max"] >= 3
 
 
 def test_exercise_12_fails_at_the_start_and_passes_with_its_solution(
