@@ -32,8 +32,8 @@ SLIDERS = {
 
 
 def over_time(runs: dict[str, list[Sample] | ScaleResult], axes: Any = None) -> Any:
-    """Instances, requests in flight and p95 over time, one line per run (a result or its
-    samples so far); instances dashed where they are starting (allocated, not ready)."""
+    """Instances, requests in flight (a queue's messages) and p95 over time, one line per
+    run (a result or its samples so far); instances dotted where ready."""
     if axes is None:
         fig, axes = plots.figure((9.5, 3.4), ncols=3)
     else:
@@ -46,7 +46,9 @@ def over_time(runs: dict[str, list[Sample] | ScaleResult], axes: Any = None) -> 
         axes[1].plot(t, [s.in_flight for s in series], color=color, label=name)
         shown = [(s.t_s, s.p95_ms) for s in series if s.p95_ms > 0]
         axes[2].plot([x for x, _ in shown], [y for _, y in shown], color=color, label=name)
-    titles = ("instances (dotted: ready)", "requests in flight", "p95 latency (ms)")
+    queued = any(isinstance(r, ScaleResult) and r.rules.trigger == "queue" for r in runs.values())
+    work = "messages waiting or in progress" if queued else "requests in flight"
+    titles = ("instances (dotted: ready)", work, "p95 latency (ms)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("seconds")
