@@ -141,3 +141,27 @@ def test_ctrl_c_stops_every_instance_and_azurite() -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert not wait_gone(lab_processes, before)
+
+
+@pytest.mark.parametrize("function", ["queue_async_io", "sync_io"], ids=["queue", "http"])
+def test_an_owner_killed_outright_leaves_no_process(function: str) -> None:
+    """As a kernel restarted or killed: SIGKILL of the process that started the instances.
+    Each instance ends when its stdin closes, its workers when their host is gone, and
+    Azurite with its keeper."""
+    before = {p.pid for p in lab_processes()}
+    flags = ["--batch-size", "4", "--new-batch-threshold", "2"] if function.startswith("q") else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "throughput_lab", "scale", "--app", str(SAMPLE_APP),
+         "--function", function, "--traffic", "steady", "--peak-rps", "20", "--live",
+         "--always-ready", "2", "--max-instances", "2", "--duration", "60", *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    started = lambda: [p for p in lab_processes() if p.pid not in before]  # noqa: E731
+    while len(started()) < 5 and time.monotonic() < deadline:  # the CLI, 2 instances, workers
+        time.sleep(0.2)
+    assert len(started()) >= 5
+    proc.kill()
+    proc.wait()
+    left = wait_gone(lab_processes, before, timeout_s=15)
+    assert not left, [p.cmdline() for p in left]
