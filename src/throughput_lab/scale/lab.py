@@ -21,7 +21,7 @@ from ..queue.listener import LISTENER_VISIBILITY_S, QueuesOptions
 from ..run import RunHandle, start_on_thread, wait_or_cancel
 from ..upstream import Upstream
 from .controller import ALLOCATION_S, ScaleRules
-from .live import LiveScaleOut, Trigger
+from .live import LiveScaleOut, LiveTrigger
 from .live_http import LiveHttp
 from .live_queue import LiveQueue, queue_of
 from .service import ServiceTimes, calibrate
@@ -179,7 +179,9 @@ class ScaleLab:
         queue = queue_of(self.app, function)
         options = self.queue_options(batch_size, new_batch_threshold, max_polling_interval_s)
         rules = ScaleRules.for_queue(
-            options.batch_size, options.threshold, **{"startup_s": 0.0, **settings}
+            options.batch_size,
+            options.threshold,
+            **{"startup_s": 0.0, "max_polling_s": options.max_polling_interval_s, **settings},
         )
 
         def make() -> tuple[ServiceTimes, LiveQueue]:
@@ -224,15 +226,16 @@ class ScaleLab:
         **settings: Any,
     ) -> ScaleResult:
         """Target-based scaling of a queue-triggered function, simulated: the service times
-        from one drain in the engine (``queue_service``). The model hands a message to an
-        instance the moment one of its batchSize + newBatchThreshold slots frees; a real
-        listener fetches in batches (notebook 11), so it keeps fewer busy."""
+        from one drain in the engine (``queue_service``), each instance's listener in the
+        model (a batch, then wait for newBatchThreshold; back off when the queue is empty)."""
         queue_of(self.app, function)  # one line if it is not queue-triggered
         options = self.queue_options(batch_size, new_batch_threshold)
         if startup_s is None:
             startup_s = self.measured_startup_s() + self.allocation_s
         rules = ScaleRules.for_queue(
-            options.batch_size, options.threshold, **{"startup_s": startup_s, **settings}
+            options.batch_size,
+            options.threshold,
+            **{"startup_s": startup_s, "max_polling_s": options.max_polling_interval_s, **settings},
         )
         service = self.queue_service(function, options)
         return simulate_requests(rules, traffic, service, seed=seed)
@@ -258,7 +261,7 @@ class ScaleLab:
     def _start_live(
         self,
         rules: ScaleRules,
-        make: Callable[[], tuple[ServiceTimes, Trigger]],
+        make: Callable[[], tuple[ServiceTimes, LiveTrigger]],
         traffic: Traffic,
         startup_s: float | None,
         seed: int,

@@ -2,7 +2,7 @@
 
 Each instance is a process of its own with its own worker processes and upstream, as an
 instance of the platform runs a host with its workers. What brings work to the instances
-is the trigger's (``Trigger``): for HTTP (``live_http``) a router on 127.0.0.1 standing in
+is the trigger's (``LiveTrigger``): for HTTP (``live_http``) a router on 127.0.0.1 standing in
 for the platform's front end and a load generator; for a Storage queue (``live_queue``) the
 queue on Azurite, which every instance's own listener polls. The controller
 (``controller.Controller``) decides every ``decision_s`` from the trigger's measure of
@@ -91,7 +91,7 @@ class Tally:
         return window, rejected
 
 
-class Trigger(Protocol):
+class LiveTrigger(Protocol):
     """What one trigger kind adds to the live scale-out: how an instance starts, how work
     reaches the instances, and what the controller reads."""
 
@@ -117,7 +117,7 @@ class LiveScaleOut:
 
     rules: ScaleRules
     service: ServiceTimes  # the engine's calibration, reported with the result
-    trigger: Trigger
+    trigger: LiveTrigger
     allocation_s: float = 1.0
     on_sample: Callable[[Sample], None] | None = None
     instances: list[LiveInstance] = field(default_factory=list)

@@ -97,7 +97,7 @@ class LiveQueue:
         self.enqueued: dict[str, float] = {}  # message id -> wall clock when it was sent
         self.done: set[str] = set()
         self.holder: dict[str, LiveInstance] = {}  # message id -> the instance running it
-        self.redelivered: set[str] = set()  # begun again once their visibility ended
+        self.redelivered: set[str] = set()  # begun again: a failed try, a killed holder
         self.twice = 0  # finished a second time (at-least-once)
         self._ready: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None

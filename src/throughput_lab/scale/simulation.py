@@ -7,6 +7,11 @@ time drawn from the engine's measurements at its instance's concurrency
 (``service.ServiceTimes``). Every ``decision_s`` the controller (``controller``) compares
 the requests in flight with the instances and starts or removes some; a started instance
 serves after ``startup_s`` (a cold start). What comes out is sampled every ``sample_s``.
+
+A queue (``ScaleRules.for_queue``) has no front end: messages wait in the queue, and each
+instance runs its own listener, which takes a batch and waits for newBatchThreshold before
+the next, as ``queue.listener`` does; without that the model's instances would hold more
+than the live ones do and it would scale out less.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class ScaleResult:
     failed: int = 0  # live: requests whose instance died under them
     startups_s: list[float] = field(default_factory=list)  # live: each cold start, measured
     errors: list[str] = field(default_factory=list)  # live: the first failures' reasons
-    redelivered: int = 0  # live queue: messages taken again once their visibility ended
+    redelivered: int = 0  # live queue: taken again (a failed try; a killed holder's)
     twice: int = 0  # live queue: messages finished a second time (at-least-once delivery)
     unfinished: int = 0  # live queue: messages sent and not done when the run ended
 
