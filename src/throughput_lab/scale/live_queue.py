@@ -142,10 +142,17 @@ class LiveQueue:
             inst.busy = 0
 
     def _line(self, inst: LiveInstance, line: str) -> None:
-        """An instance's output line, on its reading thread: its reports go to the loop."""
-        if not line.startswith(REPORT) or self._loop is None:
+        """An instance's output line, on its reading thread: its reports go to the loop.
+
+        A report is written whole (one write, shorter than a pipe's atomic size), but a
+        worker's output on the same pipe may precede it on a line without its end."""
+        at = line.find(REPORT)
+        if at < 0 or self._loop is None:
             return
-        report = json.loads(line[len(REPORT) :])
+        try:
+            report = json.loads(line[at + len(REPORT) :])
+        except ValueError:  # not a report after all: never stop reading over it
+            return
         if report["event"] == "ready":
             self._ready.add(inst.index)
             return
