@@ -275,14 +275,22 @@ class Summary:
         gap = abs(self.throughput_rps - self.ideal_rps)
         return gap <= 2 * math.hypot(self.throughput_error_rps, self.ideal_error_rps)
 
+    def rate_text(self, unit: str) -> str:
+        """``12.3 ± 0.4 req/s (ideal 13.0 ± 0.2, 95%; limit: thread pool)``, with what held
+        the run back where something did: the head of every run's line, HTTP or drained,
+        counted in ``unit`` (req, messages, invocations) per second."""
+        held = f"; held back by {self.limited_by}" if self.limited_by else ""
+        return (
+            f"{self.throughput_rps:.1f} ± {self.throughput_error_rps:.1f} {unit}/s "
+            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
+            f"limit: {self.bottleneck}{held})"
+        )
+
     def line(self) -> str:
         """One line a learner can read under a plot."""
-        held = f"; held back by {self.limited_by}" if self.limited_by else ""
         cores = f", {self.free_cores:.1f} of {self.cores:g} cores free" if self.cores else ""
         return (
-            f"{self.function}: {self.throughput_rps:.1f} ± {self.throughput_error_rps:.1f} req/s "
-            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
-            f"limit: {self.bottleneck}{held}), "
+            f"{self.function}: {self.rate_text('req')}, "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
             f"{self.first_byte_text()}{self.errors} errors - "
             f"{self.settings_text()}{self.concurrency} in flight{cores}"
