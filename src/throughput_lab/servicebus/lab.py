@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..app_loader import FunctionInfo
 from ..invocation import InvocationRecord, clock
 from ..messaging_lab import find_triggered
 from ..metrics import EXPLAIN_BELOW, Summary, latency_percentiles
@@ -39,6 +40,39 @@ def session_of(index: int, messages: int, sessions: int, hot_share: float) -> st
     if index < hot:
         return "s0"
     return f"s{(index - hot) % sessions}"
+
+
+def check_messages(messages: int, bad_messages: int, hot_share: float) -> None:
+    """A drain's counts: at least one message, no more bad ones than that, a share 0-1."""
+    if messages < 1:
+        raise ServiceBusSettingError(f"messages must be >= 1, got {messages}")
+    if not 0 <= bad_messages <= messages:
+        raise ServiceBusSettingError(f"bad messages must be 0-{messages}, got {bad_messages}")
+    if not 0 <= hot_share <= 1:
+        raise ServiceBusSettingError(f"the hot session's share must be 0-1, got {hot_share}")
+
+
+def drain_sessions(info: FunctionInfo, sessions: int | None) -> int:
+    """The sessions a drain's messages carry: 0 for a queue without sessions, else
+    ``sessions`` (DEFAULT_SESSIONS if None). Sessions on a queue without them, or a batch
+    function on a session-enabled queue (not modelled), are one line each."""
+    function = info.name
+    if not info.setting("isSessionsEnabled", False):
+        if sessions is not None:
+            raise ServiceBusSettingError(
+                f"function {function!r} is not session-enabled (isSessionsEnabled): "
+                "its messages carry no session"
+            )
+        return 0
+    if str(info.setting("cardinality", "one")).lower() == "many":
+        raise ServiceBusSettingError(
+            f"function {function!r} takes batches of a session-enabled queue, which the "
+            "lab does not model (the batch receive loop with sessions)"
+        )
+    k = DEFAULT_SESSIONS if sessions is None else sessions
+    if k < 1:
+        raise ServiceBusSettingError(f"sessions must be >= 1, got {sessions}")
+    return k
 
 
 @dataclass
@@ -301,12 +335,7 @@ class ServiceBusLab(TriggerLab):
         on_done: Callable[[MessageRecord], None] | None = None,
     ) -> ServiceBusResult:
         """Send ``messages`` (``bad_messages`` of them unparseable) and drain them."""
-        if messages < 1:
-            raise ServiceBusSettingError(f"messages must be >= 1, got {messages}")
-        if not 0 <= bad_messages <= messages:
-            raise ServiceBusSettingError(f"bad messages must be 0-{messages}, got {bad_messages}")
-        if not 0 <= hot_share <= 1:
-            raise ServiceBusSettingError(f"the hot session's share must be 0-1, got {hot_share}")
+        check_messages(messages, bad_messages, hot_share)
         options = ServiceBusOptions.from_host_json(
             self.app,
             max_concurrent_calls=max_concurrent_calls,
@@ -318,23 +347,10 @@ class ServiceBusLab(TriggerLab):
         self.prepare(upstream_delay_ms)
         host = self.host(processes, threads)
         info = find_triggered(host.functions, function, TRIGGER_TYPE, "Service Bus")
-        sessions_enabled = bool(info.setting("isSessionsEnabled", False))
-        if sessions is not None and not sessions_enabled:
-            raise ServiceBusSettingError(
-                f"function {function!r} is not session-enabled (isSessionsEnabled): "
-                "its messages carry no session"
-            )
-        if sessions_enabled and str(info.setting("cardinality", "one")).lower() == "many":
-            raise ServiceBusSettingError(
-                f"function {function!r} takes batches of a session-enabled queue, which the "
-                "lab does not model (the batch receive loop with sessions)"
-            )
-        k = (DEFAULT_SESSIONS if sessions is None else sessions) if sessions_enabled else 0
-        if sessions_enabled and k < 1:
-            raise ServiceBusSettingError(f"sessions must be >= 1, got {sessions}")
+        k = drain_sessions(info, sessions)
         entity = ServiceBusQueue(
             str(info.setting("queueName") or info.setting("topicName") or function),
-            requires_session=sessions_enabled,
+            requires_session=bool(info.setting("isSessionsEnabled", False)),
             max_delivery_count=max_delivery_count,
             **({"lock_duration_s": lock_duration_s} if lock_duration_s else {}),
         )
