@@ -17,7 +17,8 @@ NOTEBOOK ?= notebooks/00_start_here.ipynb
 PYTEST_ARGS ?=
 # Two pytest workers (pytest-xdist), each taking a whole test file at a time: the notebooks
 # run one after another on one worker while the other runs the rest. The timing checks are
-# ratios built to hold with another program busy (README, under "On your machine").
+# ratios built to hold with another program busy (README, under "On your machine"). Tests
+# marked `solo` need the cores to themselves: they run after the rest, in one process.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 VENV ?= .venv
 # The versions CI tests: the last azure-functions 1.x Python it defaults to, and the 3.13+ worker.
@@ -94,7 +95,12 @@ test: $(VENV)/.installed-test $(AZURITE)
 	$(same_python)
 	$(VPY) -m ruff check $(LINT_PATHS)
 	$(VPY) -m ruff format --check $(LINT_PATHS)
-	$(VPY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
+ifeq ($(strip $(PYTEST_WORKERS)),)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+else
+	$(VPY) -m pytest $(PYTEST_WORKERS) --solo=exclude $(PYTEST_ARGS)
+	$(VPY) -m pytest --solo=only $(PYTEST_ARGS)
+endif
 
 # One virtual environment per version, so a 3.11 .venv never meets a 3.13 interpreter.
 # Every version runs even when one fails, so CI shows both results. Tests marked `once`

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -103,6 +104,53 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("measured")
         for line in sorted(lines):
             terminalreporter.write_line(str(line))
+
+
+# -- solo: the tests that need the machine's cores to themselves ----------------------------
+# `make test` runs the rest on two pytest-xdist workers (--solo=exclude), then these in one
+# process (--solo=only): beside the other worker's tests they would find too few cores free
+# to show what they measure, and skip. Plain `pytest` runs every test (--solo=include).
+SOLO = "solo"
+SET_APART = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--solo",
+        choices=("include", "exclude", "only"),
+        default="include",
+        help="tests marked solo: run them with the rest (include), leave them out (exclude: "
+        "make test's parallel phase), or run only them (only: its serial phase)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have chosen
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    which = config.getoption("solo")
+    if which == "include":
+        return
+    keep = [i for i in items if (i.get_closest_marker(SOLO) is not None) == (which == "only")]
+    apart = [i for i in items if i not in keep]
+    if apart:
+        config.hook.pytest_deselected(items=apart)
+        items[:] = keep
+    config.stash[SET_APART] = len(apart)
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        config.workeroutput[SOLO] = len(apart)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: what its workers set apart (each collects every test)."""
+    apart = getattr(node, "workeroutput", {}).get(SOLO, 0)
+    node.config.stash[SET_APART] = max(node.config.stash.get(SET_APART, 0), apart)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test left in one phase because the other phase has them all is no failure: only
+    a selection (-k, -m) that matches no test at all is."""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and session.config.stash.get(SET_APART, 0):
+        session.exitstatus = pytest.ExitCode.OK
 
 
 @pytest.fixture(autouse=True, scope="module")

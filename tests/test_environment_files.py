@@ -7,6 +7,7 @@ environments honest: the same packages as pyproject.toml's runtime dependencies 
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -314,6 +315,42 @@ def test_ci_runs_once_marked_tests_with_the_first_python_only() -> None:
     assert '[ "$$py" = "$$first" ]' in recipe.group(1)
     assert "phase times" in recipe.group(1)
     assert "`once`" in README.read_text(), "README.md must say which tests CI runs once"
+
+
+def test_make_test_runs_the_solo_tests_after_the_rest_in_one_process() -> None:
+    """Two workers for the rest (--solo=exclude), then the `solo` tests alone (--solo=only),
+    so a test that needs both cores gets them; one process (PYTEST_WORKERS=) runs all."""
+    recipe = re.search(r"^test:.*?\n((?:(?:\t|if|else|endif).*\n)+)", MAKEFILE.read_text(), re.M)
+    assert recipe, "Makefile has no test recipe"
+    lines = [line.strip() for line in recipe.group(1).splitlines()]
+    parallel = lines.index("$(VPY) -m pytest $(PYTEST_WORKERS) --solo=exclude $(PYTEST_ARGS)")
+    assert lines[parallel + 1] == "$(VPY) -m pytest --solo=only $(PYTEST_ARGS)"
+    assert "$(VPY) -m pytest $(PYTEST_ARGS)" in lines[:parallel], "PYTEST_WORKERS= runs all"
+    assert "`solo`" in README.read_text(), "README.md must say which tests run alone"
+
+
+def _skips_for_free_cores(test: ast.FunctionDef) -> bool:
+    """A ``pytest.skip(...)`` in the test whose message speaks of free cores."""
+    return any(
+        isinstance(node, ast.Call)
+        and ast.unparse(node.func) == "pytest.skip"
+        and "free" in ast.unparse(node)
+        and "core" in ast.unparse(node)
+        for node in ast.walk(test)
+    )
+
+
+def test_every_test_that_skips_for_want_of_free_cores_is_marked_solo() -> None:
+    """Beside the other pytest worker's tests such a test finds too few cores free and skips
+    every time: `make test` must run it alone."""
+    unmarked = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and _skips_for_free_cores(node):
+                marks = [ast.unparse(d) for d in node.decorator_list]
+                if "pytest.mark.solo" not in marks:
+                    unmarked.append(f"{path.relative_to(ROOT)}::{node.name}")
+    assert unmarked == [], f"mark these @pytest.mark.solo: {unmarked}"
 
 
 def test_no_quietly_call_is_split_by_a_comma() -> None:

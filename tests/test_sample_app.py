@@ -362,7 +362,8 @@ def thread_speedups(lab: Lab) -> dict[str, float]:
 
 
 @pytest.mark.timing
-def test_native_code_scales_with_threads_where_pure_python_cannot():
+@pytest.mark.solo  # 2 threads need 2 cores of their own: not beside another test
+def test_native_code_scales_with_threads_where_pure_python_cannot(summary):
     """cpu_native (hashlib releases the GIL) gains >= 0.75 of what the free cores allow with
     2 threads (1.5x on 2 free cores); cpu_bound <= 1.25x.
 
@@ -385,7 +386,7 @@ def test_native_code_scales_with_threads_where_pure_python_cannot():
         f"allowed {a['allowed']:.2f}x"
         for a in attempts
     )
-    print(f"2 threads / 1 thread in one worker: {report}")
+    summary(f"[gil, solo] 2 threads / 1 thread in one worker: {report}")
     if allowed < 1.5:
         pytest.skip(f"2 threads need 2 free cores to show the GIL's effect: {report}")
     assert native >= 0.75 * allowed, f"native code did not scale with threads: {report}"

@@ -381,22 +381,34 @@ def _v1_entry(root: Path, name: str, config: dict[str, Any], folder: Path) -> Ca
     return user_function
 
 
-def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
-    """One v1 function. Its function.json is the host's (an error there: in error, not
-    routed); its script is the worker's (an error there: routed, each invocation fails)."""
-    name = config_file.parent.name
-    try:
-        config, trigger = _v1_config(config_file)
-    except AppLoadError as exc:
-        return FunctionInfo(name, None, False, None, False, error=function_error(name, str(exc)))
-    try:
-        user_function: Callable[..., Any] | None = _v1_entry(root, name, config, config_file.parent)
-        load_error = None
-    except AppLoadError as exc:
-        user_function, load_error = None, f"Worker failed to load function: '{name}': {exc}"
-    bindings = config.get("bindings") or []
-    is_http = str(trigger.get("type")).lower() == "httptrigger"
-    is_queue = _is_queue_trigger(str(trigger.get("type")))
+def _v1_trigger_fields(name: str, trigger: dict[str, Any]) -> dict[str, Any]:
+    """What function.json's trigger binding says: its type and settings, and what the host
+    reads of an HTTP trigger (route, methods, auth level), a blob trigger (path, source) or
+    a storage queue trigger (queue name)."""
+    kind = str(trigger.get("type"))
+    is_http = kind.lower() == "httptrigger"
+    is_blob = kind.lower() == "blobtrigger"
+    methods = tuple(m.upper() for m in trigger.get("methods") or ()) or ALL_METHODS
+    return {
+        "trigger_param": trigger.get("name"),
+        "is_http": is_http,
+        "route": (trigger.get("route") or name) if is_http else None,
+        "methods": methods if is_http else (),
+        "auth_level": str(trigger.get("authLevel", "function")).upper() if is_http else None,
+        "trigger_type": kind,
+        "blob_path": str(trigger.get("path", "")) if is_blob else None,
+        "blob_source": str(trigger.get("source") or BLOB_SOURCE_DEFAULT) if is_blob else None,
+        "queue": trigger.get("queueName") if _is_queue_trigger(kind) else None,
+        "trigger_settings": _trigger_settings(trigger),
+    }
+
+
+def _v1_binding_fields(
+    name: str, trigger: dict[str, Any], bindings: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What function.json's other bindings say: the outputs (an HTTP output names where the
+    response comes from), the blob bindings a blob trigger's lab reads and writes, and the
+    input bindings the engine does not emulate."""
     is_blob = str(trigger.get("type")).lower() == "blobtrigger"
     others = [b for b in bindings if b is not trigger]
     blobs = tuple(
@@ -415,35 +427,42 @@ def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
         if str(b.get("direction", "")).lower() != "out"
         and not (is_blob and str(b.get("type")).lower() == "blob")  # the blob lab reads these
     ]
-    methods = tuple(m.upper() for m in trigger.get("methods") or ()) or ALL_METHODS
+    return {
+        "outputs": outputs,
+        "http_output": http_outs[0] if http_outs else "$return",
+        "unsupported": _unsupported_inputs(name, inputs),
+        "blob_bindings": blobs,
+    }
+
+
+def _v1_function(root: Path, config_file: Path) -> FunctionInfo:
+    """One v1 function. Its function.json is the host's (an error there: in error, not
+    routed); its script is the worker's (an error there: routed, each invocation fails)."""
+    name = config_file.parent.name
+    try:
+        config, trigger = _v1_config(config_file)
+    except AppLoadError as exc:
+        return FunctionInfo(name, None, False, None, False, error=function_error(name, str(exc)))
+    try:
+        user_function: Callable[..., Any] | None = _v1_entry(root, name, config, config_file.parent)
+        load_error = None
+    except AppLoadError as exc:
+        user_function, load_error = None, f"Worker failed to load function: '{name}': {exc}"
+    bindings = config.get("bindings") or []
+    context_param = (
+        _context_param(user_function, {b.get("name") for b in bindings}) if user_function else None
+    )
     info = FunctionInfo(
         name=name,
         func=user_function,
         is_async=inspect.iscoroutinefunction(user_function),
-        trigger_param=trigger.get("name"),
-        is_http=is_http,
-        route=(trigger.get("route") or name) if is_http else None,
-        methods=methods if is_http else (),
-        auth_level=str(trigger.get("authLevel", "function")).upper() if is_http else None,
-        trigger_type=str(trigger.get("type")),
-        context_param=(
-            _context_param(user_function, {b.get("name") for b in bindings})
-            if user_function
-            else None
-        ),
-        outputs=outputs,
-        http_output=http_outs[0] if http_outs else "$return",
-        unsupported=_unsupported_inputs(name, inputs),
+        context_param=context_param,
         directory=str(config_file.parent),
         load_error=load_error,
-        blob_path=str(trigger.get("path", "")) if is_blob else None,
-        blob_source=str(trigger.get("source") or BLOB_SOURCE_DEFAULT) if is_blob else None,
-        blob_bindings=blobs,
-        queue=trigger.get("queueName") if is_queue else None,
-        trigger_settings=_trigger_settings(trigger),
+        **_v1_trigger_fields(name, trigger),
+        **_v1_binding_fields(name, trigger, bindings),
     )
-    queue = trigger.get("queueName") if is_queue else None
-    return with_trigger_settings(info, queue, _text_values(bindings))
+    return with_trigger_settings(info, info.queue, _text_values(bindings))
 
 
 def load_v1_app(root: Path) -> dict[str, FunctionInfo]:

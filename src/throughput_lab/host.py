@@ -3,8 +3,9 @@ and hands them invocations round-robin, without waiting for one to finish before
 the next (azure-functions-host ``RpcFunctionInvocationDispatcherLoadBalancer``).
 
 Its jobs are split by kind: ``worker_start`` starts and authenticates the worker processes,
-``supervision`` restarts them and watches for timeouts and memory, and this module
-dispatches invocations and collects results and stats over the typed ``channel``.
+``supervision`` restarts them and watches for timeouts and memory, ``worker_channel``
+carries invocations, results and stats over the typed ``channel``, and this module
+decides which worker gets each invocation and what follows when one ends.
 
 Each worker is a fresh interpreter in a session of its own (``supervisor``), so a
 terminal's or Jupyter's group-wide Ctrl-C reaches only the host, which then stops them in
@@ -18,15 +19,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import itertools
-import os
-import queue
-import socket
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +34,9 @@ from .app_settings import (
     check_threads_flag,
     processes_from_setting,
 )
-from .channel import Invoke, Result, StatsRequest, WorkerStats, dispatcher
+from .channel import WorkerStats
 from .host_index import error_lines
-from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord, clock
+from .invocation import HttpRequestFields, HttpResponseFields, InvocationRecord
 from .local_settings import app_environment, say_once
 from .supervision import (
     RestartPolicy,
@@ -50,6 +47,7 @@ from .supervision import (
     why_it_ended,
 )
 from .supervisor import SupervisedProcess
+from .worker_channel import WorkerChannels, WorkerDiedError, wake
 from .worker_start import (
     Launch,
     WorkerProcess,
@@ -65,36 +63,6 @@ STOP_GRACE_S = 2.0  # after the Stop message, before the worker's group is ended
 SIGNAL_SLICE_S = 0.2
 
 Held = tuple[InvocationRecord, Any, "Future[Any]"]  # waits for a replacement worker
-
-
-class WorkerDiedError(RuntimeError):
-    """A worker process ended while invocations were in flight."""
-
-
-class Pending:
-    """Invocations sent and not yet answered: their worker, future and when each was sent."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[WorkerProcess, Future[Any], float]] = {}
-
-    def add(self, worker: WorkerProcess, record: InvocationRecord, future: Future[Any]) -> None:
-        self._by_id[record.invocation_id] = (worker, future, record.dispatched)
-
-    def take(self, invocation_id: int) -> Future[Any] | None:
-        entry = self._by_id.pop(invocation_id, None)
-        return entry[1] if entry else None
-
-    def in_flight(self) -> list[tuple[WorkerProcess, float]]:
-        return [(worker, sent) for worker, _, sent in list(self._by_id.values())]
-
-    def fail(self, worker: WorkerProcess | None, why: str) -> None:
-        """Fail what ``worker`` holds (every worker's: None) with ``why``."""
-        for invocation_id, (owner, future, _) in list(self._by_id.items()):
-            if worker is None or owner is worker:
-                self._by_id.pop(invocation_id, None)
-                if not future.done():
-                    with contextlib.suppress(InvalidStateError):
-                        future.set_exception(WorkerDiedError(why))
 
 
 class Host:
@@ -143,14 +111,13 @@ class Host:
         self.functions: dict[str, dict[str, Any]] = {}
         self.startup_s = 0.0
         self.worker_exits: list[str] = []  # one line per worker that ended while in use
-        self._pending = Pending()
+        self._channels = WorkerChannels(lambda: self._closed)
         self._held: list[Held] = []  # no worker was alive: they go to the replacement
         self._lock = threading.RLock()
         self._restart_policy = RestartPolicy(self.processes)
         self._restarting = 0
         self._given_up = ""
         self._hurry = threading.Event()
-        self._stats: queue.Queue[WorkerStats] = queue.Queue()
         self._ids = itertools.count()
         self._round_robin = itertools.count()
         self._closed = False
@@ -207,17 +174,12 @@ class Host:
         for line in error_lines(self.functions):  # the host logs each; the rest runs
             say_once(str(self.app), line)
         for worker in self.workers:
-            self._attend(worker)
+            self._channels.attend(worker)
         if self._in_process is None:
-            watched = (lambda: list(self.workers), self._pending.in_flight)
+            watched = (lambda: list(self.workers), self._channels.pending.in_flight)
             limits = (self.timeout_s, self.max_worker_mb)
             Watchdog(*watched, *limits, stopped=lambda: self._closed).start()
         return self
-
-    def _attend(self, worker: WorkerProcess) -> None:
-        threading.Thread(
-            target=self._receive, args=(worker,), name=f"host-rx-{worker.index}", daemon=True
-        ).start()
 
     def close(self) -> None:
         """Stop every worker: Stop message, wait, end its group. Safe to call twice.
@@ -241,10 +203,10 @@ class Host:
             held, self._held = self._held, []
         stop_workers(workers, STOP_GRACE_S, self._hurry)
         for worker in workers:
-            _wake(worker.conn)
+            wake(worker.conn)
             worker.conn.close()
         _fail_held(held, "the host was closed")
-        self._pending.fail(None, "the host was closed")
+        self._channels.pending.fail(None, "the host was closed")
 
     @property
     def closed(self) -> bool:
@@ -261,8 +223,8 @@ class Host:
             return  # still starting (start-up reports it) or the host is stopping it
         why = why_it_ended(worker, proc)
         worker.gone = why
-        _wake(worker.conn)
-        self._pending.fail(worker, why)
+        wake(worker.conn)
+        self._channels.pending.fail(worker, why)
         with self._lock:
             self.worker_exits.append(why)
             given_up = self._restart_policy.give_up(why)
@@ -300,9 +262,9 @@ class Host:
                 return
             self.workers[self.workers.index(worker)] = new
             held, self._held = self._held, []
-        self._attend(new)
+        self._channels.attend(new)
         for record, request, future in held:
-            self._send(new, record, request, future)
+            self._channels.send(new, record, request, future)
 
     # -- invocations -------------------------------------------------------------------
 
@@ -350,7 +312,7 @@ class Host:
                     why = self._given_up or "; ".join(w.gone for w in self.workers if w.gone)
                     future.set_exception(WorkerDiedError(why or "no worker is running"))
                 return future
-        self._send(worker, record, request, future)
+        self._channels.send(worker, record, request, future)
         return future
 
     def _next_worker(self) -> WorkerProcess | None:
@@ -360,80 +322,12 @@ class Host:
                 return worker
         return None
 
-    def _send(
-        self, worker: WorkerProcess, record: InvocationRecord, request: Any, future: Future[Any]
-    ) -> None:
-        record.worker, record.pid = worker.index, worker.pid
-        record.dispatched = clock()
-        self._pending.add(worker, record, future)
-        try:
-            worker.send(Invoke(record, request))
-        except (OSError, ValueError) as exc:
-            self._pending.take(record.invocation_id)
-            why = worker.gone or f"worker {worker.index} is gone: {exc}"
-            if not future.done():
-                future.set_exception(WorkerDiedError(why))
-            return
-        if worker.gone:  # it died while this was being sent: its failing may have missed it
-            self._pending.fail(worker, worker.gone)
-
-    def _receive(self, worker: WorkerProcess) -> None:
-        def on_result(message: Result) -> None:
-            message.record.completed = clock()
-            future = self._pending.take(message.record.invocation_id)
-            if future is not None and not future.done():
-                future.set_result((message.record, message.response))
-
-        def on_stats(message: WorkerStats) -> None:
-            self._stats.put(dataclasses.replace(message, worker=worker.index))
-
-        dispatch = dispatcher({Result: on_result, WorkerStats: on_stats})
-        try:
-            while True:
-                dispatch(worker.conn.recv())
-        except (EOFError, OSError):
-            pass
-        if worker.process is not None:
-            return  # its exit is reported by its supervisor, with the code or signal
-        if not self._closed:
-            worker.gone = f"worker {worker.index} (in this process) ended"
-            self._pending.fail(worker, worker.gone)
-
     def stats(self, timeout_s: float = 5.0) -> list[WorkerStats]:
         """Each worker's loop lag since the last call, CPU seconds, RSS, thread count."""
-        while not self._stats.empty():  # a late reply to an earlier call
-            self._stats.get_nowait()
-        asked = 0
-        for worker in list(self.workers):
-            if not worker.alive():
-                continue
-            try:
-                worker.send(StatsRequest())
-                asked += 1
-            except (OSError, ValueError):
-                pass
-        replies: list[WorkerStats] = []
-        deadline = time.monotonic() + timeout_s
-        while len(replies) < asked:
-            try:
-                replies.append(self._stats.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                break
-        return sorted(replies, key=lambda r: r.worker)
+        return self._channels.stats(list(self.workers), timeout_s)
 
 
 def _fail_held(held: list[Held], why: str) -> None:
     for _, _, future in held:
         if not future.done():
             future.set_exception(WorkerDiedError(why))
-
-
-def _wake(conn: Any) -> None:
-    """Make a thread blocked reading ``conn`` return (EOF), even if a child holds it open."""
-    try:
-        dup = socket.socket(fileno=os.dup(conn.fileno()))
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(OSError):
-        dup.shutdown(socket.SHUT_RDWR)
-    dup.close()

@@ -1,5 +1,5 @@
 """What the labs of an emulated message broker share (Service Bus, Event Hubs), beyond
-``trigger_lab.TriggerLab``: finding the function a broker triggers, and the Stop of a drain.
+``trigger_lab.TriggerLab``: finding the function a broker triggers.
 The broker itself lives in process (no emulator for either service installs without
 containers), so no helper process costs CPU.
 """
@@ -11,10 +11,6 @@ from typing import Any, TypeVar
 from .app_loader import AppLoadError, FunctionInfo
 
 R = TypeVar("R")
-
-
-class DrainStopped(RuntimeError):
-    """The drain was stopped before its messages were done (the panel's Stop)."""
 
 
 def find_triggered(

@@ -2,24 +2,20 @@
 
 For Service Bus: sliders for host.json's ``maxConcurrentCalls`` and the app settings
 ``PYTHON_THREADPOOL_THREAD_COUNT`` and ``FUNCTIONS_WORKER_PROCESS_COUNT``; for Event Hubs:
-the event hub's partitions, ``maxEventBatchSize`` and the same app settings. Run drains
-on a thread (the kernel's loop stays free), Stop ends the drain; each run's line and its
-invocations in progress over time are shown. Everything else a panel does (buttons,
-status, Stop, Kernel > Interrupt) is ``panel.Panel``'s.
+the event hub's partitions, ``maxEventBatchSize`` and the same app settings. Each run's
+line and its invocations in progress over time are shown. Run and Stop around the drain
+are ``drain_panel.DrainPanel``'s, the rest ``panel.Panel``'s.
 """
 
 from __future__ import annotations
 
 import html
-import time
 from typing import Any
 
-import ipywidgets as widgets
-
 from . import plots
+from .drain_panel import DrainPanel
 from .eventhubs.lab import EventHubLab, EventHubResult
-from .messaging_lab import DrainStopped
-from .panel import Panel, ThreadJob
+from .panel import ThreadJob
 from .servicebus.lab import ServiceBusLab, ServiceBusResult
 from .trigger_lab import TriggerLab
 
@@ -52,59 +48,23 @@ def in_progress(results: dict[str, Result], ax: Any = None) -> Any:
     return fig
 
 
-class MessagingPanel(Panel):
-    """Sliders, Run and Stop for draining ``messages`` through ``function``.
-
-    A lab that was closed (the notebook's last cell) is started again by the next Run.
-    """
+class MessagingPanel(DrainPanel):
+    """Sliders, Run and Stop for draining ``messages`` through ``function``: the sliders
+    of the lab's trigger (Service Bus or Event Hubs)."""
 
     history: list[Result]
+    thread_name = "messaging-panel"
 
     def __init__(self, lab: TriggerLab, function: str, messages: int = 160, **values: int):
-        self.lab, self.function, self.messages = lab, function, messages
         spec = EVENT_HUBS_SLIDERS if isinstance(lab, EventHubLab) else SERVICE_BUS_SLIDERS
-        defaults = {name: values.get(name, default) for name, (default, *_) in spec.items()}
-        sliders = {
-            name: widgets.IntSlider(
-                defaults[name],
-                low,
-                high,
-                description=label,
-                style={"description_width": "150px"},
-                layout=widgets.Layout(width="420px"),
-            )
-            for name, (_, low, high, label) in spec.items()
-        }
         title = f"<b>{html.escape(function)}</b>: drain {messages} messages (broker in process)"
-        super().__init__(title, sliders, defaults)
+        super().__init__(lab, function, messages, spec, values, title)
 
-    def _starting(self, values: dict[str, int]) -> None:
-        self.status.value = f"draining {self.messages} messages..."
-        self.image.value = b""
-
-    def _start(self, values: dict[str, int]) -> ThreadJob:
-        return ThreadJob(lambda job: self._drain(job, values), self.lab.cancel, "messaging-panel")
-
-    def _drain(self, job: ThreadJob, values: dict[str, int]) -> Result:
-        if not self.lab.upstream.port:  # closed by the notebook's last cell: start it again
-            self.lab.start()
-        if job.cancelled.is_set():
-            raise DrainStopped("the drain was stopped")
+    def _drain_messages(self, job: ThreadJob, values: dict[str, int]) -> Result:
         if isinstance(self.lab, EventHubLab):
             return self.lab.drain(self.function, self.messages, **values)
         assert isinstance(self.lab, ServiceBusLab)
         return self.lab.drain(self.function, self.messages, **values)
 
-    async def _show_progress(self, job: ThreadJob, began: float, values: dict[str, int]) -> None:
-        self.status.value = f"draining {self.messages} messages: {time.monotonic() - began:.1f} s"
-
-    def _ended_early(self, exc: BaseException) -> bool:
-        if isinstance(exc, DrainStopped):  # the lab's own cancel() too: a stop, not a failure
-            self._stopping = True
-        return super()._ended_early(exc)
-
-    def _record(self, values: dict[str, int], result: Result) -> str:
-        self.history.append(result)
-        fig = in_progress({f"run {len(self.history)}": result})
-        self.image.value = plots.png(fig, dpi=80)
-        return result.line()
+    def _plot(self, results: dict[str, Result]) -> Any:
+        return in_progress(results)

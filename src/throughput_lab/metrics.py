@@ -275,14 +275,22 @@ class Summary:
         gap = abs(self.throughput_rps - self.ideal_rps)
         return gap <= 2 * math.hypot(self.throughput_error_rps, self.ideal_error_rps)
 
+    def rate_text(self, unit: str) -> str:
+        """``12.3 ± 0.4 req/s (ideal 13.0 ± 0.2, 95%; limit: thread pool)``, with what held
+        the run back where something did: the head of every run's line, HTTP or drained,
+        counted in ``unit`` (req, messages, invocations) per second."""
+        held = f"; held back by {self.limited_by}" if self.limited_by else ""
+        return (
+            f"{self.throughput_rps:.1f} ± {self.throughput_error_rps:.1f} {unit}/s "
+            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
+            f"limit: {self.bottleneck}{held})"
+        )
+
     def line(self) -> str:
         """One line a learner can read under a plot."""
-        held = f"; held back by {self.limited_by}" if self.limited_by else ""
         cores = f", {self.free_cores:.1f} of {self.cores:g} cores free" if self.cores else ""
         return (
-            f"{self.function}: {self.throughput_rps:.1f} ± {self.throughput_error_rps:.1f} req/s "
-            f"(ideal {self.ideal_rps:.1f} ± {self.ideal_error_rps:.1f}, {self.efficiency_text()}; "
-            f"limit: {self.bottleneck}{held}), "
+            f"{self.function}: {self.rate_text('req')}, "
             f"p50 {self.latency_ms['p50']:.0f} ms, p95 {self.latency_ms['p95']:.0f} ms, "
             f"{self.first_byte_text()}{self.errors} errors - "
             f"{self.settings_text()}{self.concurrency} in flight{cores}"
@@ -407,6 +415,32 @@ def _add_cpu_share(summary: Summary, cpu: CpuShare) -> None:
     summary.lab_cpu_ms = cpu.ours * per_request * 1e3
 
 
+def _invocation_figures(records: Sequence[InvocationRecord], elapsed_s: float) -> dict[str, Any]:
+    """What the invocations' records say of a run: its counts, rate and latencies, and the
+    CPU, queueing and executor time of the ones that succeeded."""
+    ok = [r for r in records if r.ok]
+    run_ms = sum(r.run_ms for r in ok)
+    cpu_ms = sum(r.cpu_ms for r in ok)
+    streamed = [r.first_byte_ms for r in ok if r.first_byte]
+    return {
+        "requests": len(records),
+        "ok": len(ok),
+        "errors": len(records) - len(ok),
+        "elapsed_s": elapsed_s,
+        "throughput_rps": len(ok) / elapsed_s if elapsed_s > 0 else 0.0,
+        "latency_ms": latency_percentiles([r.latency_ms for r in ok]),
+        "cpu_ms": cpu_ms / len(ok) if ok else 0.0,
+        "cpu_ratio": cpu_ms / run_ms if run_ms > 0 else 0.0,
+        "queue_ms_p50": percentile([r.queue_ms for r in ok], 50),
+        "error_samples": sorted({r.error for r in records if not r.ok and r.error})[:3],
+        "throughput_error_rps": throughput_error(records, elapsed_s),
+        "executor_ms": sum(r.executor_ms for r in ok) / len(ok) if ok else 0.0,
+        "transit_share": _transit_share(ok),
+        "longest_step_ms": max((r.longest_step_ms for r in ok), default=0.0),
+        "first_byte_ms": latency_percentiles(streamed) if streamed else None,
+    }
+
+
 def summarize(
     records: Sequence[InvocationRecord],
     *,
@@ -426,46 +460,29 @@ def summarize(
     lab_process_busy: float = 0.0,
     switches: int = 0,
 ) -> Summary:
-    ok = [r for r in records if r.ok]
-    latencies = [r.latency_ms for r in ok]
-    run_ms = sum(r.run_ms for r in ok)
-    cpu_ms = sum(r.cpu_ms for r in ok)
-    throughput = len(ok) / elapsed_s if elapsed_s > 0 else 0.0
+    """The run's ``Summary``: its invocations' figures against the ideal, what the workers
+    and the CPU said of it, and what held it back."""
+    figures = _invocation_figures(records, elapsed_s)
     summary = Summary(
         function=function,
         processes=processes,
         threads=threads,
         concurrency=concurrency,
-        requests=len(records),
-        ok=len(ok),
-        errors=len(records) - len(ok),
-        elapsed_s=elapsed_s,
-        throughput_rps=throughput,
         startup_s=startup_s,
-        latency_ms=latency_percentiles(latencies),
         ideal_rps=ideal.rps,
-        efficiency=throughput / ideal.rps if ideal.rps > 0 else 0.0,
+        efficiency=figures["throughput_rps"] / ideal.rps if ideal.rps > 0 else 0.0,
         bottleneck=ideal.bottleneck,
         service_ms=service_s * 1e3,
-        cpu_ms=cpu_ms / len(ok) if ok else 0.0,
-        cpu_ratio=cpu_ms / run_ms if run_ms > 0 else 0.0,
-        queue_ms_p50=percentile([r.queue_ms for r in ok], 50),
         max_loop_lag_ms=0.0,
         upstream_peak_in_flight=upstream_peak,
-        error_samples=sorted({r.error for r in records if not r.ok and r.error})[:3],
         is_async=is_async,
-        throughput_error_rps=throughput_error(records, elapsed_s),
         ideal_error_rps=ideal.error_rps,
         bounds=dict(ideal.bounds),
-        executor_ms=sum(r.executor_ms for r in ok) / len(ok) if ok else 0.0,
         loop_busy=loop_busy,
         lab_process_busy=lab_process_busy,
-        transit_share=_transit_share(ok),
-        longest_step_ms=max((r.longest_step_ms for r in ok), default=0.0),
         switches_per_request=switches / len(records) if records else 0.0,
+        **figures,
     )
-    streamed = [r.first_byte_ms for r in ok if r.first_byte]
-    summary.first_byte_ms = latency_percentiles(streamed) if streamed else None
     _add_worker_stats(summary, worker_stats)
     if cpu is not None:
         _add_cpu_share(summary, cpu)

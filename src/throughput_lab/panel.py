@@ -2,15 +2,15 @@
 
 ``Panel`` is what every panel shares: Run and Stop, a progress bar, a status line, an
 image and a summary line, and the run itself. A run is a job on a thread of its own (for
-``ControlPanel`` the lab's, ``Lab.start``; for the queue panel a ``ThreadJob``); the panel
+``ControlPanel`` the lab's, ``Lab.start``; for a drain a ``ThreadJob``); the panel
 only polls it from a task on the kernel's event loop, so the kernel stays free while it
 runs: other cells execute, and Stop is heard. A failure is one line in the status, and
 results go into widgets' values, never printed: a run started by a click ends long after
 the click's message, and printing then has no cell to land in. A notebook run headless
 drives the very same code with ``await panel.run(threads=8)``.
 
-``ControlPanel`` is the HTTP panel (notebooks 00-06); ``queue.panel.QueuePanel`` drains a
-queue (notebook 11).
+``ControlPanel`` is the HTTP panel (notebooks 00-06); ``drain_panel.DrainPanel`` is the one
+of the panels that drain a trigger's messages (notebooks 11 and 13).
 """
 
 from __future__ import annotations
@@ -199,6 +199,26 @@ class ThreadJob:
 
 
 # -- the family ---------------------------------------------------------------------------
+
+# Sliders by setting name: (default, least, most, label)
+SliderSpec = Mapping[str, tuple[int, int, int, str]]
+
+
+def labelled_sliders(
+    spec: SliderSpec, values: Mapping[str, int], label_width: str = "150px"
+) -> dict[str, widgets.IntSlider]:
+    """A slider per setting of ``spec``, at its value in ``values``, its label in full."""
+    return {
+        name: widgets.IntSlider(
+            values[name],
+            low,
+            high,
+            description=label,
+            style={"description_width": label_width},
+            layout=widgets.Layout(width="420px"),
+        )
+        for name, (_, low, high, label) in spec.items()
+    }
 
 
 class Panel(widgets.VBox):

@@ -19,7 +19,7 @@ import contextlib
 import datetime
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -97,17 +97,22 @@ def log_request(
     print("\n".join(lines), file=out, flush=True)
 
 
-def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
-    app = web.Application(middlewares=[loopback_host_only])
-    timeout = (host.timeout_s or 230.0) + 5.0
-    router = Router(host.functions.values(), route_prefix(host.app))
+class HttpFunctions:
+    """The app's HTTP functions as the host serves them: a request is routed, invoked on
+    the next worker (or, with HTTP streaming, forwarded to its web server) and answered,
+    and each gets its console lines."""
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    def __init__(self, host: Host, out: TextIO) -> None:
+        self.host, self.out = host, out
+        self.timeout_s = (host.timeout_s or 230.0) + 5.0
+        self.router = Router(host.functions.values(), route_prefix(host.app))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         began = clock()
         path = request.raw_path.split("?", 1)[0]
-        match = router.match(request.method, request.path)
+        match = self.router.match(request.method, request.path)
         if match is None:
-            log_request(out, request.method, path, 404, (clock() - began) * 1e3)
+            log_request(self.out, request.method, path, 404, (clock() - began) * 1e3)
             return web.Response(status=404)
         fields = host_request(
             request.method,
@@ -116,17 +121,23 @@ def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
             await request.read(),
             match.route_params,
         )
-        if host.streams_http and host.functions[match.function].get("is_http"):
-            return await stream(request, match.function, fields, began)
+        if self.host.streams_http and self.host.functions[match.function].get("is_http"):
+            return await self.stream(request, match.function, fields, began)
+        return await self.invoke(request, path, match.function, fields, began)
+
+    async def invoke(
+        self, request: web.Request, path: str, function: str, fields: Any, began: float
+    ) -> web.Response:
+        """One invocation through the host; its response as the host writes it back."""
         record: InvocationRecord | None = None
         try:
-            future = host.invoke(match.function, fields)
-            record, response = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            future = self.host.invoke(function, fields)
+            record, response = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
         except (WorkerDiedError, asyncio.TimeoutError) as exc:
             why = str(exc) or "no reply"
-            response = HttpResponseFields(500, f"{match.function} failed: {why}".encode())
+            response = HttpResponseFields(500, f"{function} failed: {why}".encode())
         ms = (clock() - began) * 1e3
-        log_request(out, request.method, path, response.status, ms, match.function, record)
+        log_request(self.out, request.method, path, response.status, ms, function, record)
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         answer = web.Response(status=response.status, body=response.body, headers=headers)
         for cookie in response.cookies:  # every Set-Cookie, as the host writes the cookies back
@@ -134,12 +145,13 @@ def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
         return answer
 
     async def stream(
-        request: web.Request, function: str, fields: Any, began: float
+        self, request: web.Request, function: str, fields: Any, began: float
     ) -> web.StreamResponse:
         """HTTP streaming: forward to the worker's web server, relay each chunk as it comes."""
+        host, out = self.host, self.out
         record = host.new_record(function)
         future = host.invoke(function, fields, record)
-        session = app[CLIENT]
+        session = request.app[CLIENT]
         try:
             status, headers, body = await forward(
                 session, host.http_uri(record.worker), fields, record.invocation_id
@@ -154,19 +166,25 @@ def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
             await answer.write(chunk)
         await answer.write_eof()
         with contextlib.suppress(Exception):  # its record, for the console's lines
-            done, _ = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            done, _ = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
             record = done
         ms = (clock() - began) * 1e3
         log_request(out, request.method, request.path, status, ms, function, record)
         return answer
 
-    async def client(app: web.Application) -> Any:
-        app[CLIENT] = client_session()
-        yield
-        await app[CLIENT].close()
 
-    app.cleanup_ctx.append(client)
-    app.router.add_route("*", "/{tail:.*}", handle)
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """The session HTTP streaming forwards through, for as long as the app serves."""
+    app[CLIENT] = client_session()
+    yield
+    await app[CLIENT].close()
+
+
+def build_app(host: Host, out: TextIO = sys.stdout) -> web.Application:
+    """The host's HTTP front end: every path to ``HttpFunctions.handle``, loopback only."""
+    app = web.Application(middlewares=[loopback_host_only])
+    app.cleanup_ctx.append(_client_session)
+    app.router.add_route("*", "/{tail:.*}", HttpFunctions(host, out).handle)
     return app
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Hashable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from .app_loader import AppLoadError, FunctionInfo
 from .app_settings import UPSTREAM_URL_SETTING
@@ -21,6 +22,7 @@ from .azurite import Azurite
 from .host import Host
 from .invocation import InvocationRecord
 from .lab import DEFAULT_TIMEOUT_S, find_app, function_timeout_s
+from .load import host_sender
 from .run import (
     HostCache,
     Measured,
@@ -35,13 +37,25 @@ from .upstream import Upstream
 
 R = TypeVar("R")
 L = TypeVar("L", bound="TriggerLab")
+K = TypeVar("K", bound=Hashable)  # what a listener's messages are known by
 
 
-class FunctionTrigger:
-    """What ``run.Trigger`` asks of a drained function, read from its ``info``: its name and
-    whether it is ``async def``. A trigger's dataclass declares ``info`` itself."""
+class DrainStopped(RuntimeError):
+    """The drain was stopped before its messages were done (the panel's Stop)."""
 
+
+@dataclass
+class FunctionTrigger(Generic[L]):
+    """What every drained trigger holds: its lab, the host whose workers run the function,
+    the function's ``info`` and the run's ``handle`` (keyword-only, after the trigger's own
+    fields); what ``run.Trigger`` asks of it read from ``info``: its name and whether it
+    is ``async def``."""
+
+    lab: L
+    host: Host
     info: FunctionInfo
+    _: KW_ONLY
+    handle: RunHandle
 
     @property
     def function(self) -> str:
@@ -50,6 +64,35 @@ class FunctionTrigger:
     @property
     def is_async(self) -> bool:
         return self.info.is_async
+
+    def cancelled(self) -> bool:
+        """The panel's Stop, or Ctrl-C while the drain waits (threads poll this)."""
+        return self.lab.cancelled() or self.handle.cancelled
+
+    async def send(self, fields: Any) -> InvocationRecord:
+        """One invocation with these trigger fields, straight to the host's workers."""
+        sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
+        return await sender(0)
+
+
+@dataclass
+class ListenerTrigger(FunctionTrigger[L], Generic[L, K]):
+    """A trigger whose messages are all sent before the window and drained in it by a
+    listener after the extension's: when each was sent (by its key), when the listener
+    began, and who hears of each message done (a panel's progress)."""
+
+    _: KW_ONLY
+    on_done: Callable[[Any], None] | None = None
+    began: float = 0.0
+    enqueued: dict[K, float] = field(default_factory=dict)
+
+    def window_s(self, last_done: float) -> float:
+        """The measured window: the listener's start to the last message done."""
+        return max(last_done - self.began, 1e-9)
+
+    def since_began(self, curve: list[tuple[float, int]]) -> list[tuple[float, int]]:
+        """A listener's (clock, in progress) curve, in seconds since it began."""
+        return [(t - self.began, n) for t, n in curve]
 
 
 class TriggerLab:

@@ -39,9 +39,7 @@ from typing import Any
 from ..app_loader import AppLoadError, FunctionInfo
 from ..app_settings import available_cores
 from ..azurite import Azurite
-from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..load import host_sender
 from ..metrics import Summary
 from ..run import (
     RunHandle,
@@ -124,16 +122,12 @@ class BlobDrainResult:
 
 
 @dataclass
-class BlobTrigger(FunctionTrigger):
+class BlobTrigger(FunctionTrigger["BlobLab"]):
     """A blob trigger's part of a measured run (``run.Trigger``)."""
 
-    lab: BlobLab
-    host: Host
-    info: FunctionInfo
     blobs: int
     parallelism: int
     image: bytes
-    handle: RunHandle
     written: int = 0
     scans: int = 0
     bound_name: str = "maxDegreeOfParallelism"  # the bound it adds to the ideal, by name
@@ -260,10 +254,6 @@ class BlobTrigger(FunctionTrigger):
         await client.upload_blob(name, data, overwrite=True)
         self.written += 1
 
-    async def send(self, fields: BlobFields) -> InvocationRecord:
-        sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
-        return await sender(0)
-
     def other_cpu_s(self) -> float:
         return self.lab.storage.cpu_s()  # the emulator's CPU is the lab's too
 
@@ -310,8 +300,9 @@ class BlobLab(TriggerLab):
         host = self.host(processes, threads)
         info = find_blob_function(host.functions, function)
         handle = RunHandle(blobs)
+        parallelism = max_parallelism(self.app)
         trigger = BlobTrigger(
-            self, host, info, blobs, max_parallelism(self.app), image or sample_image(), handle
+            self, host, info, blobs, parallelism, image or sample_image(), handle=handle
         )
         return self.measure(
             host,

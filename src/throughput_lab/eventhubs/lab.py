@@ -15,15 +15,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..app_loader import FunctionInfo
-from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..load import host_sender
-from ..messaging_lab import DrainStopped, find_triggered
+from ..messaging_lab import find_triggered
 from ..metrics import Summary, latency_percentiles
 from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
-from ..trigger_lab import FunctionTrigger, TriggerLab
+from ..trigger_lab import DrainStopped, ListenerTrigger, TriggerLab
 from .broker import CheckpointStore, EventHub
 from .listener import EventHubListener, EventHubOptions, EventHubSettingError, EventRecord
 from .message import EventBatchFields, EventFields
@@ -79,11 +76,8 @@ class EventHubResult:
 
     def line(self) -> str:
         s = self.summary
-        held = f"; held back by {s.limited_by}" if s.limited_by else ""
         return (
-            f"{s.function}: {self.events_per_s:.1f} events/s in {s.throughput_rps:.1f} ± "
-            f"{s.throughput_error_rps:.1f} invocations/s (ideal {s.ideal_rps:.1f} ± "
-            f"{s.ideal_error_rps:.1f}, {s.efficiency_text()}; limit: {s.bottleneck}{held}) - "
+            f"{s.function}: {self.events_per_s:.1f} events/s in {s.rate_text('invocations')} - "
             f"{len(self.events)} events in {len(self.batches)} invocations over "
             f"{self.partitions} partitions (cardinality "
             f"{'many' if self.many else 'one'}, maxEventBatchSize "
@@ -93,23 +87,18 @@ class EventHubResult:
 
 
 @dataclass
-class EventHubTrigger(FunctionTrigger):
+class EventHubTrigger(ListenerTrigger["EventHubLab", tuple[int, int]]):
     """Event Hubs' part of a measured run: events sent before the window, then one
-    partition processor per partition runs them, one invocation at a time each."""
+    partition processor per partition runs them, one invocation at a time each. An event
+    is known by (partition, sequence number)."""
 
-    lab: EventHubLab
-    host: Host
-    info: FunctionInfo
     options: EventHubOptions
     hub: EventHub
     checkpoints: CheckpointStore
     events: int
     bad_events: int
     timeout_s: float
-    handle: RunHandle
     listener: EventHubListener | None = None
-    began: float = 0.0
-    enqueued: dict[tuple[int, int], float] = field(default_factory=dict)
 
     @property
     def many(self) -> bool:
@@ -149,8 +138,7 @@ class EventHubTrigger(FunctionTrigger):
         """One full batch (one event for cardinality one) with nothing else in flight."""
         body = json.dumps({"n": -1}).encode()
         fields = EventBatchFields([EventFields(body=body)] * self.batch, many=self.many)
-        sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
-        return await sender(0)
+        return await self.send(fields)
 
     async def before_window(self) -> None:
         step = self.events / self.bad_events if self.bad_events else 0
@@ -182,10 +170,7 @@ class EventHubTrigger(FunctionTrigger):
         if self.cancelled():
             raise DrainStopped("the drain was stopped")
         last = max((e.done for e in listener.events.values()), default=self.began)
-        return list(listener.invocations), max(last - self.began, 1e-9)
-
-    def cancelled(self) -> bool:
-        return self.lab.cancelled() or self.handle.cancelled
+        return list(listener.invocations), self.window_s(last)
 
     def other_cpu_s(self) -> float:
         return 0.0  # the event hub runs in the lab's own process, already metered
@@ -202,7 +187,7 @@ class EventHubTrigger(FunctionTrigger):
         return EventHubResult(
             summary=measured.summary,
             events=events,
-            in_flight_curve=[(t - self.began, n) for t, n in self.listener.in_flight_curve],
+            in_flight_curve=self.since_began(self.listener.in_flight_curve),
             options=self.options,
             partitions=self.hub.partition_count,
             many=self.many,
@@ -255,7 +240,7 @@ class EventHubLab(TriggerLab):
         hub.name = str(info.setting("eventHubName") or function)
         handle = RunHandle(events)
         trigger = EventHubTrigger(
-            self, host, info, options, hub, CheckpointStore(), events, bad_events,
-            timeout_s, handle,
+            self, host, info, options, hub, CheckpointStore(), events, bad_events, timeout_s,
+            handle=handle,
         )  # fmt: skip
         return self.measure(host, trigger, handle, trigger.result)

@@ -23,16 +23,14 @@ from azure.core.exceptions import ResourceExistsError
 
 from ..app_loader import AppLoadError, FunctionInfo
 from ..azurite import Azurite
-from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..load import host_sender
 from ..metrics import EXPLAIN_BELOW, SATURATED, Summary, latency_percentiles
 from ..run import (
     Measured,
     RunHandle,
     code_stamp,
 )
-from ..trigger_lab import FunctionTrigger, TriggerLab
+from ..trigger_lab import DrainStopped, ListenerTrigger, TriggerLab
 from .listener import (
     MessageRecord,
     QueueListener,
@@ -42,11 +40,6 @@ from .listener import (
     wait_drained,
 )
 from .message import QueueMessageFields
-
-
-class DrainStopped(RuntimeError):
-    """The drain was stopped before its messages were done (the panel's Stop)."""
-
 
 # A body the sample queue functions cannot parse: their invocation raises.
 BAD_MESSAGE = b"this is not JSON"
@@ -102,12 +95,9 @@ class DrainResult:
     def line(self) -> str:
         """The run's line (as for HTTP, per message), then the queue's own figures."""
         s = self.summary
-        held = f"; held back by {s.limited_by}" if s.limited_by else ""
         return (
-            f"{s.function}: {s.throughput_rps:.1f} ± {s.throughput_error_rps:.1f} messages/s "
-            f"(ideal {s.ideal_rps:.1f} ± {s.ideal_error_rps:.1f}, {s.efficiency_text()}; "
-            f"limit: {s.bottleneck}{held}) - {len(self.messages)} messages, {self.poison} "
-            f"poison, {self.retries} retries; batchSize {self.options.batch_size}, "
+            f"{s.function}: {s.rate_text('messages')} - {len(self.messages)} messages, "
+            f"{self.poison} poison, {self.retries} retries; batchSize {self.options.batch_size}, "
             f"newBatchThreshold {self.options.threshold} (at most "
             f"{self.options.max_in_flight} at once, {self.mean_in_flight:.1f} on average), "
             f"{s.settings_text().rstrip(', ')}"
@@ -119,23 +109,16 @@ class DrainResult:
 
 
 @dataclass
-class QueueTrigger(FunctionTrigger):
+class QueueTrigger(ListenerTrigger["QueueLab", str]):
     """A queue's part of a measured run: the messages are enqueued before the window, then
     the host's listener drains them; the window ends with the last message done."""
 
-    lab: QueueLab
-    host: Host
-    info: FunctionInfo
     options: QueuesOptions
     clients: tuple[Any, Any]  # the queue and its poison queue
     messages: int
     bad_messages: int
     timeout_s: float
-    handle: RunHandle
-    on_done: Callable[[MessageRecord], None] | None = None
     listener: QueueListener | None = None
-    began: float = 0.0
-    enqueued: dict[str, float] = field(default_factory=dict)
 
     @property
     def concurrency(self) -> int:
@@ -194,11 +177,7 @@ class QueueTrigger(FunctionTrigger):
             )
         last = max((m.done for m in listener.messages.values()), default=self.began)
         invocations = [i for m in listener.messages.values() for i in m.invocations]
-        return invocations, max(last - self.began, 1e-9)
-
-    def cancelled(self) -> bool:
-        """The panel's Stop, or Ctrl-C while drain() waits (threads poll this)."""
-        return self.lab.cancelled() or self.handle.cancelled
+        return invocations, self.window_s(last)
 
     def other_cpu_s(self) -> float:
         # Azurite's CPU is the lab's too (in Azure the queue service runs elsewhere).
@@ -217,7 +196,7 @@ class QueueTrigger(FunctionTrigger):
         return DrainResult(
             summary=measured.summary,
             messages=records,
-            in_flight_curve=[(t - self.began, n) for t, n in self.listener.in_flight_curve],
+            in_flight_curve=self.since_began(self.listener.in_flight_curve),
             options=self.options,
             poison=sum(1 for m in records if m.poisoned),
             retries=sum(max(0, m.tries - 1) for m in records),
@@ -225,10 +204,6 @@ class QueueTrigger(FunctionTrigger):
             in_poison_queue=poison.get_queue_properties().approximate_message_count or 0,
             queue_errors=self.listener.errors,
         )
-
-    async def send(self, fields: QueueMessageFields) -> InvocationRecord:
-        sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
-        return await sender(0)
 
 
 def listener_shortfall(summary: Summary, options: QueuesOptions, busy: float) -> str:
@@ -333,8 +308,9 @@ class QueueLab(TriggerLab):
         handle = RunHandle(messages)
         queues = self._empty_queues(info, options)
         trigger = QueueTrigger(
-            self, host, info, options, queues, messages, bad_messages, timeout_s, handle, on_done
-        )
+            self, host, info, options, queues, messages, bad_messages, timeout_s,
+            handle=handle, on_done=on_done,
+        )  # fmt: skip
         return self.measure(host, trigger, handle, trigger.result)
 
     def _empty_queues(self, info: FunctionInfo, options: QueuesOptions) -> tuple[Any, Any]:

@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..app_loader import FunctionInfo
-from ..host import Host
 from ..invocation import InvocationRecord, clock
-from ..load import host_sender
-from ..messaging_lab import DrainStopped, find_triggered
+from ..messaging_lab import find_triggered
 from ..metrics import EXPLAIN_BELOW, Summary, latency_percentiles
 from ..queue.listener import mean_in_flight
 from ..run import Measured, RunHandle, code_stamp
-from ..trigger_lab import FunctionTrigger, TriggerLab
+from ..trigger_lab import DrainStopped, ListenerTrigger, TriggerLab
 from .broker import DEFAULT_MAX_DELIVERY_COUNT, ServiceBusQueue
 from .listener import MessageRecord, ServiceBusListener, ServiceBusOptions, ServiceBusSettingError
 from .message import ServiceBusBatchFields, ServiceBusMessageFields
@@ -42,6 +40,39 @@ def session_of(index: int, messages: int, sessions: int, hot_share: float) -> st
     if index < hot:
         return "s0"
     return f"s{(index - hot) % sessions}"
+
+
+def check_messages(messages: int, bad_messages: int, hot_share: float) -> None:
+    """A drain's counts: at least one message, no more bad ones than that, a share 0-1."""
+    if messages < 1:
+        raise ServiceBusSettingError(f"messages must be >= 1, got {messages}")
+    if not 0 <= bad_messages <= messages:
+        raise ServiceBusSettingError(f"bad messages must be 0-{messages}, got {bad_messages}")
+    if not 0 <= hot_share <= 1:
+        raise ServiceBusSettingError(f"the hot session's share must be 0-1, got {hot_share}")
+
+
+def drain_sessions(info: FunctionInfo, sessions: int | None) -> int:
+    """The sessions a drain's messages carry: 0 for a queue without sessions, else
+    ``sessions`` (DEFAULT_SESSIONS if None). Sessions on a queue without them, or a batch
+    function on a session-enabled queue (not modelled), are one line each."""
+    function = info.name
+    if not info.setting("isSessionsEnabled", False):
+        if sessions is not None:
+            raise ServiceBusSettingError(
+                f"function {function!r} is not session-enabled (isSessionsEnabled): "
+                "its messages carry no session"
+            )
+        return 0
+    if str(info.setting("cardinality", "one")).lower() == "many":
+        raise ServiceBusSettingError(
+            f"function {function!r} takes batches of a session-enabled queue, which the "
+            "lab does not model (the batch receive loop with sessions)"
+        )
+    k = DEFAULT_SESSIONS if sessions is None else sessions
+    if k < 1:
+        raise ServiceBusSettingError(f"sessions must be >= 1, got {sessions}")
+    return k
 
 
 @dataclass
@@ -113,7 +144,6 @@ class ServiceBusResult:
 
     def line(self) -> str:
         s = self.summary
-        held = f"; held back by {s.limited_by}" if s.limited_by else ""
         if self.many:
             cap = f"one batch at a time, maxMessageBatchSize {self.options.max_message_batch_size}"
         elif self.sessions:
@@ -126,9 +156,7 @@ class ServiceBusResult:
         unit = "batches" if self.many else "messages"
         rate = f"{self.messages_per_s:.1f} messages/s in " if self.many else ""
         return (
-            f"{s.function}: {rate}{s.throughput_rps:.1f} ± {s.throughput_error_rps:.1f} {unit}/s "
-            f"(ideal {s.ideal_rps:.1f} ± {s.ideal_error_rps:.1f}, {s.efficiency_text()}; "
-            f"limit: {s.bottleneck}{held}) - {len(self.messages)} messages, "
+            f"{s.function}: {rate}{s.rate_text(unit)} - {len(self.messages)} messages, "
             f"{self.dead_lettered} dead-lettered, {self.retries} retries; {cap} "
             f"({self.mean_in_flight:.1f} in progress on average), "
             f"{s.settings_text().rstrip(', ')}; broker emulated in process"
@@ -136,13 +164,10 @@ class ServiceBusResult:
 
 
 @dataclass
-class ServiceBusTrigger(FunctionTrigger):
+class ServiceBusTrigger(ListenerTrigger["ServiceBusLab", str]):
     """Service Bus's part of a measured run: messages sent before the window, then the
     host's listener runs them; the window ends with the last message done."""
 
-    lab: ServiceBusLab
-    host: Host
-    info: FunctionInfo
     options: ServiceBusOptions
     entity: ServiceBusQueue
     messages: int
@@ -150,11 +175,7 @@ class ServiceBusTrigger(FunctionTrigger):
     sessions: int
     hot_share: float
     timeout_s: float
-    handle: RunHandle
-    on_done: Callable[[MessageRecord], None] | None = None
     listener: ServiceBusListener | None = None
-    began: float = 0.0
-    enqueued: dict[str, float] = field(default_factory=dict)
 
     @property
     def concurrency(self) -> int:
@@ -211,9 +232,7 @@ class ServiceBusTrigger(FunctionTrigger):
             body=ALONE_BODY,
             session_id="alone" if self.sessions else None,
         )
-        fields = ServiceBusBatchFields([one] * self.batch) if self.many else one
-        sender = host_sender(self.host, self.function, fields, self.lab.timeout_s + 5)
-        return await sender(0)
+        return await self.send(ServiceBusBatchFields([one] * self.batch) if self.many else one)
 
     async def before_window(self) -> None:
         step = self.messages / self.bad_messages if self.bad_messages else 0
@@ -254,11 +273,7 @@ class ServiceBusTrigger(FunctionTrigger):
         seen: dict[int, InvocationRecord] = {}  # a batch's invocation is every message's
         for m in listener.messages.values():
             seen.update({id(i): i for i in m.invocations})
-        invocations = list(seen.values())
-        return invocations, max(last - self.began, 1e-9)
-
-    def cancelled(self) -> bool:
-        return self.lab.cancelled() or self.handle.cancelled
+        return list(seen.values()), self.window_s(last)
 
     def other_cpu_s(self) -> float:
         return 0.0  # the broker runs in the lab's own process, already metered
@@ -283,7 +298,7 @@ class ServiceBusTrigger(FunctionTrigger):
         return ServiceBusResult(
             summary=measured.summary,
             messages=records,
-            in_flight_curve=[(t - self.began, n) for t, n in self.listener.in_flight_curve],
+            in_flight_curve=self.since_began(self.listener.in_flight_curve),
             options=self.options,
             sessions=self.sessions,
             many=self.many,
@@ -320,12 +335,7 @@ class ServiceBusLab(TriggerLab):
         on_done: Callable[[MessageRecord], None] | None = None,
     ) -> ServiceBusResult:
         """Send ``messages`` (``bad_messages`` of them unparseable) and drain them."""
-        if messages < 1:
-            raise ServiceBusSettingError(f"messages must be >= 1, got {messages}")
-        if not 0 <= bad_messages <= messages:
-            raise ServiceBusSettingError(f"bad messages must be 0-{messages}, got {bad_messages}")
-        if not 0 <= hot_share <= 1:
-            raise ServiceBusSettingError(f"the hot session's share must be 0-1, got {hot_share}")
+        check_messages(messages, bad_messages, hot_share)
         options = ServiceBusOptions.from_host_json(
             self.app,
             max_concurrent_calls=max_concurrent_calls,
@@ -337,29 +347,16 @@ class ServiceBusLab(TriggerLab):
         self.prepare(upstream_delay_ms)
         host = self.host(processes, threads)
         info = find_triggered(host.functions, function, TRIGGER_TYPE, "Service Bus")
-        sessions_enabled = bool(info.setting("isSessionsEnabled", False))
-        if sessions is not None and not sessions_enabled:
-            raise ServiceBusSettingError(
-                f"function {function!r} is not session-enabled (isSessionsEnabled): "
-                "its messages carry no session"
-            )
-        if sessions_enabled and str(info.setting("cardinality", "one")).lower() == "many":
-            raise ServiceBusSettingError(
-                f"function {function!r} takes batches of a session-enabled queue, which the "
-                "lab does not model (the batch receive loop with sessions)"
-            )
-        k = (DEFAULT_SESSIONS if sessions is None else sessions) if sessions_enabled else 0
-        if sessions_enabled and k < 1:
-            raise ServiceBusSettingError(f"sessions must be >= 1, got {sessions}")
+        k = drain_sessions(info, sessions)
         entity = ServiceBusQueue(
             str(info.setting("queueName") or info.setting("topicName") or function),
-            requires_session=sessions_enabled,
+            requires_session=bool(info.setting("isSessionsEnabled", False)),
             max_delivery_count=max_delivery_count,
             **({"lock_duration_s": lock_duration_s} if lock_duration_s else {}),
         )
         handle = RunHandle(messages)
         trigger = ServiceBusTrigger(
-            self, host, info, options, entity, messages, bad_messages, k, hot_share,
-            timeout_s, handle, on_done,
+            self, host, info, options, entity, messages, bad_messages, k, hot_share, timeout_s,
+            handle=handle, on_done=on_done,
         )  # fmt: skip
         return self.measure(host, trigger, handle, trigger.result)
