@@ -16,7 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import plots
-from ..panel import Panel
+from ..panel import Panel, labelled_sliders
 from ..run import RunHandle
 from .lab import ScaleLab
 from .simulation import Sample, ScaleResult
@@ -82,17 +82,7 @@ class ScalePanel(Panel):
             name: values.get(name, default) for name, (default, *_) in SLIDERS.items()
         }
         defaults["traffic"] = traffic
-        sliders: dict[str, Any] = {
-            name: widgets.IntSlider(
-                defaults[name],
-                low,
-                high,
-                description=label,
-                style={"description_width": "170px"},
-                layout=widgets.Layout(width="420px"),
-            )
-            for name, (_, low, high, label) in SLIDERS.items()
-        }
+        sliders: dict[str, Any] = dict(labelled_sliders(SLIDERS, defaults, "170px"))
         sliders["traffic"] = widgets.Dropdown(
             options=list(SHAPES), value=traffic, description="traffic"
         )
