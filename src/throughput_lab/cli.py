@@ -396,22 +396,7 @@ def _scale_parser(commands: Any) -> None:
         type=_number(0, 86_400, low_open=True),
         help="seconds of traffic (default: 600 simulated, 30 live)",
     )
-    scale.add_argument(
-        "--per-instance-concurrency",
-        type=_concurrency,
-        help="HTTP requests one instance holds at once (Flex's default for Python: 1)",
-    )
-    scale.add_argument(
-        "--batch-size",
-        type=_bounded_int(1, MAX_BATCH_SIZE),
-        help="a queue-triggered function: host.json queues.batchSize (its value, else 16)",
-    )
-    scale.add_argument(
-        "--new-batch-threshold",
-        type=_bounded_int(0, 10_000),
-        help="a queue-triggered function: queues.newBatchThreshold (host.json's, else "
-        "batchSize / 2 x cores)",
-    )
+    _scale_concurrency_options(scale)
     scale.add_argument(
         "--decision-s",
         type=_number(0, 3600, low_open=True),
@@ -439,6 +424,27 @@ def _scale_parser(commands: Any) -> None:
     scale.add_argument("--seed", type=int, default=1, help="the arrivals' random seed")
     scale.add_argument("--live", action="store_true", help="run real instances on this machine")
     scale.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _scale_concurrency_options(scale: argparse.ArgumentParser) -> None:
+    """What one instance holds at once: HTTP's per-instance concurrency, or a queue
+    listener's batchSize + newBatchThreshold (``cmd_scale`` refuses the other trigger's)."""
+    scale.add_argument(
+        "--per-instance-concurrency",
+        type=_concurrency,
+        help="HTTP requests one instance holds at once (Flex's default for Python: 1)",
+    )
+    scale.add_argument(
+        "--batch-size",
+        type=_bounded_int(1, MAX_BATCH_SIZE),
+        help="a queue-triggered function: host.json queues.batchSize (its value, else 16)",
+    )
+    scale.add_argument(
+        "--new-batch-threshold",
+        type=_bounded_int(0, 10_000),
+        help="a queue-triggered function: queues.newBatchThreshold (host.json's, else "
+        "batchSize / 2 x cores)",
+    )
 
 
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
