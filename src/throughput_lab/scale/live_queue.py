@@ -93,7 +93,6 @@ class LiveQueue:
         self.azurite = Azurite()
         self.tally = Tally()
         self.busy_peak = 0
-        self.length = 0  # the queue's length at the last decision, as the controller saw it
         self.enqueued: dict[str, float] = {}  # message id -> wall clock when it was sent
         self.done: set[str] = set()
         self.holder: dict[str, LiveInstance] = {}  # message id -> the instance running it
@@ -196,7 +195,6 @@ class LiveQueue:
                 length = length if visible else 0
         except Exception:  # as the extension: a failed read counts as an empty queue
             length = 0
-        self.length = length
         return queue_desired(length, self.options.batch_size, self.options.threshold)
 
     def demand(self) -> tuple[int, int, float]:
