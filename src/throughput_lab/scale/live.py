@@ -46,7 +46,6 @@ START_TIMEOUT_S = 60.0
 @dataclass(eq=False)
 class LiveInstance:
     index: int
-    allocated: float
     port: int = 0
     process: SupervisedProcess | None = None
     ready: bool = False
@@ -148,7 +147,7 @@ class LiveScaleOut:
 
     def _spawn(self, cold: bool) -> asyncio.Task[None]:
         self._account()
-        inst = LiveInstance(self._count, clock())
+        inst = LiveInstance(self._count)
         self._count += 1
         self.instances.append(inst)
         self.cold_starts += cold
