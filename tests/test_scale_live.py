@@ -29,6 +29,9 @@ from throughput_lab.scale.simulation import instances_apart, simulate_requests
 from throughput_lab.scale.traffic import Traffic
 
 SAMPLE_APP = Path(__file__).resolve().parent.parent / "sample_functions"
+# Up to 7 instances with their workers on 2 cores, against a model: beside the other pytest
+# worker's notebooks the live p95 measures this machine's load, not the scale-out.
+pytestmark = pytest.mark.solo
 
 
 def serve_processes() -> list:
